@@ -1,0 +1,40 @@
+# The two commands: `make run` and `make test`. Each sets up .venv (if needed) and installs the
+# project with everything it needs, then runs the system / the whole suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint bench clean infra-down
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip wheel
+
+# torch first: the CPU build of 2.13.0 is on local disk here; a bare `torch` would pull CUDA.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[ml,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/cryptiq infra up
+	$(BIN)/cryptiq run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python benchmarks/bus.py
+
+infra-down: install
+	$(BIN)/cryptiq infra down
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Pure technical analysis: batch (TA-Lib) and incremental indicators, candlestick patterns."""

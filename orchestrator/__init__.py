@@ -1,0 +1,1 @@
+"""The orchestrator: ExecutionContext, regime detection, strategy selection and switching, ops API."""

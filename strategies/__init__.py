@@ -1,0 +1,1 @@
+"""The Strategy protocol, the built-ins and their registry (pure: candles and signals in, intents out)."""

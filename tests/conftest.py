@@ -1,0 +1,36 @@
+"""Session-wide fixtures: the settings of the test run and the servers they point at.
+
+`endpoints` starts the embedded Tansu, Redis and Postgres once per session under a temporary
+CRYPTIQ_HOME and stops them at the end, whether the tests pass or fail. Set
+CRYPTIQ_KAFKA_BOOTSTRAP, CRYPTIQ_REDIS_URL or CRYPTIQ_POSTGRES_URL to run against servers of
+your own instead (those are only checked, never started or stopped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import infra
+from config import Settings, load_settings
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The settings of this test session: environment and config file as usual, home in a temp dir."""
+    home = tmp_path_factory.mktemp("cryptiq-home")
+    return load_settings().model_copy(update={"home": home})
+
+
+@pytest.fixture(scope="session")
+def endpoints(settings: Settings) -> Iterator[infra.Endpoints]:
+    """Kafka, Redis and Postgres answering for the whole session (started once, stopped at the end).
+
+    Synchronous on purpose: `infra.up` runs its readiness checks on a private loop, so this
+    fixture works next to pytest-asyncio's session loop.
+    """
+    try:
+        yield infra.up(settings)
+    finally:
+        infra.down(settings)

@@ -1,0 +1,90 @@
+"""Market data events: closed candles, tickers and trades (floats: market data is float64).
+
+Keys: `exchange:symbol:timeframe` for candles, `exchange:symbol` for tickers and trades, so
+per-key order holds on any partition count.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from topics.events import Event, register_event
+
+
+def candle_key(exchange: str, symbol: str, timeframe: str) -> str:
+    """The partition key of a candle stream: `binance:BTC/USDT:1h`."""
+    return f"{exchange}:{symbol}:{timeframe}"
+
+
+def instrument_key(exchange: str, symbol: str) -> str:
+    """The partition key of a ticker or trade stream: `binance:BTC/USDT`."""
+    return f"{exchange}:{symbol}"
+
+
+@register_event
+class CandleClosed(Event):
+    """One closed OHLCV candle. Its event time is `close_time` (the first ms after the candle)."""
+
+    TYPE: ClassVar[str] = "CandleClosed"
+    VERSION: ClassVar[int] = 1
+
+    exchange: str = Field(min_length=1)
+    symbol: str = Field(min_length=1, description="ccxt unified symbol, e.g. BTC/USDT")
+    timeframe: str = Field(pattern=r"^[0-9]+[smhdwM]$", description="ccxt timeframe, e.g. 1m, 1h, 1d")
+    open_time: int = Field(ge=0, description="UTC ms of the candle's first instant")
+    close_time: int = Field(ge=0, description="UTC ms just after the candle's last instant")
+    open: float = Field(gt=0)
+    high: float = Field(gt=0)
+    low: float = Field(gt=0)
+    close: float = Field(gt=0)
+    volume: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _check_ohlc(self) -> CandleClosed:
+        values = (self.open, self.high, self.low, self.close, self.volume)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("open, high, low, close and volume must be finite numbers")
+        if not (self.low <= min(self.open, self.close) and max(self.open, self.close) <= self.high):
+            raise ValueError("OHLC must satisfy low <= open, close <= high")
+        if self.close_time <= self.open_time:
+            raise ValueError("close_time must be after open_time")
+        return self
+
+    @property
+    def key(self) -> str:
+        return candle_key(self.exchange, self.symbol, self.timeframe)
+
+
+@register_event
+class TickerUpdated(Event):
+    """A ticker snapshot: best bid/ask, last price and rolling 24h volumes where known."""
+
+    TYPE: ClassVar[str] = "TickerUpdated"
+    VERSION: ClassVar[int] = 1
+
+    exchange: str = Field(min_length=1)
+    symbol: str = Field(min_length=1)
+    last: float = Field(gt=0)
+    bid: float | None = Field(None, gt=0)
+    ask: float | None = Field(None, gt=0)
+    base_volume: float | None = Field(None, ge=0)
+    quote_volume: float | None = Field(None, ge=0)
+    change_pct_24h: float | None = None
+
+
+@register_event
+class TradeExecuted(Event):
+    """One public trade printed on the venue."""
+
+    TYPE: ClassVar[str] = "TradeExecuted"
+    VERSION: ClassVar[int] = 1
+
+    exchange: str = Field(min_length=1)
+    symbol: str = Field(min_length=1)
+    trade_id: str = Field(min_length=1)
+    price: float = Field(gt=0)
+    amount: float = Field(gt=0)
+    side: Literal["buy", "sell"] | None = None

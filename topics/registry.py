@@ -1,0 +1,109 @@
+"""Every Kafka topic CryptIQ reads or writes, in one place: name, key, events, partitions, retention.
+
+Topic names are constants here and nowhere else. Each event type belongs to exactly one topic,
+so an agent returns envelopes and the runtime knows where each one goes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from topics.events import Event
+from topics.market import CandleClosed, TickerUpdated, TradeExecuted
+from topics.system import AgentFailed, AgentHeartbeat, AlertRaised, DeadLettered, EchoObserved
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic: its name, what its key is, which events it carries and how long it keeps them."""
+
+    name: str
+    description: str
+    key: str
+    events: tuple[type[Event], ...]
+    partitions: int | None = None  # None: the configured default (kafka.default_partitions)
+    retention_ms: int | None = 7 * DAY_MS  # None with compacted=False: keep forever
+    compacted: bool = False
+
+    def topic_configs(self) -> dict[str, str]:
+        """The Kafka topic configs that `cryptiq infra up` creates the topic with."""
+        configs = {"cleanup.policy": "compact" if self.compacted else "delete"}
+        if self.retention_ms is not None and not self.compacted:
+            configs["retention.ms"] = str(self.retention_ms)
+        return configs
+
+
+MARKET_CANDLES = TopicSpec(
+    "market.candles", "Closed OHLCV candles", "exchange:symbol:timeframe", (CandleClosed,)
+)
+MARKET_TICKERS = TopicSpec("market.tickers", "Ticker snapshots", "exchange:symbol", (TickerUpdated,))
+MARKET_TRADES = TopicSpec("market.trades", "Public trades", "exchange:symbol", (TradeExecuted,))
+ALERTS = TopicSpec(
+    "alerts", "Alerts from every agent, and agent failures", "alert name or symbol",
+    (AlertRaised, AgentFailed), retention_ms=30 * DAY_MS,
+)
+AGENTS_HEARTBEAT = TopicSpec(
+    "agents.heartbeat", "Liveness, lag and last error of each agent instance", "agent:instance",
+    (AgentHeartbeat,), partitions=1, retention_ms=1 * DAY_MS,
+)
+DEADLETTER = TopicSpec(
+    "deadletter", "Messages that failed decoding, validation or handling, with the reason and "
+    "the original bytes", "original topic:partition", (DeadLettered,), retention_ms=None,
+)
+DIAGNOSTICS_ECHO = TopicSpec(
+    "diagnostics.echo", "What the echo agent saw: an end-to-end probe of the pipeline",
+    "the input's key", (EchoObserved,), retention_ms=1 * DAY_MS,
+)
+
+
+@dataclass(frozen=True)
+class TopicRegistry:
+    """Look-ups over a set of topics: by name, and from an event type to its topic."""
+
+    topics: tuple[TopicSpec, ...]
+    _by_name: dict[str, TopicSpec] = field(init=False, repr=False, compare=False)
+    _by_event: dict[type[Event], TopicSpec] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name: dict[str, TopicSpec] = {}
+        by_event: dict[type[Event], TopicSpec] = {}
+        for spec in self.topics:
+            if spec.name in by_name:
+                raise ValueError(f"topic {spec.name!r} is declared twice")
+            by_name[spec.name] = spec
+            for event in spec.events:
+                if event in by_event:
+                    raise ValueError(f"{event.__name__} is carried by {by_event[event].name} and {spec.name}")
+                by_event[event] = spec
+        object.__setattr__(self, "_by_name", by_name)
+        object.__setattr__(self, "_by_event", by_event)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.topics)
+
+    def get(self, name: str) -> TopicSpec:
+        """The topic called `name`; KeyError naming the known topics if there is none."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            known = ", ".join(sorted(self._by_name))
+            raise KeyError(f"unknown topic {name!r}; known topics: {known}") from None
+
+    def topic_of(self, event: type[Event]) -> TopicSpec:
+        """The one topic that carries events of type `event`."""
+        try:
+            return self._by_event[event]
+        except KeyError:
+            raise KeyError(
+                f"no topic carries {event.__name__}: add it to a TopicSpec in topics/registry.py"
+            ) from None
+
+    def names(self) -> list[str]:
+        return [spec.name for spec in self.topics]
+
+
+REGISTRY = TopicRegistry(
+    (MARKET_CANDLES, MARKET_TICKERS, MARKET_TRADES, ALERTS, AGENTS_HEARTBEAT, DEADLETTER, DIAGNOSTICS_ECHO)
+)
