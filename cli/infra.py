@@ -8,11 +8,8 @@ loopback ports, with their state and logs under the CryptIQ home (`--config`, `C
 from __future__ import annotations
 
 import asyncio
-import importlib
-import inspect
 import json
 from dataclasses import asdict
-from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -39,12 +36,17 @@ def up(ctx: typer.Context) -> None:
 
     Idempotent: servers that already run are reused, dead ones are started again.
     """
+    bring_up(settings_of(ctx))
+
+
+def bring_up(settings: Settings) -> Endpoints:
+    """What `up` does, for commands that need the servers (`cryptiq run`): the endpoints."""
     import infra
 
-    settings = settings_of(ctx)
     endpoints = infra.up(settings)
     _after_up(settings, endpoints)
     _print_endpoints(settings, endpoints)
+    return endpoints
 
 
 @app.command()
@@ -82,47 +84,22 @@ def down(ctx: typer.Context) -> None:
 
 
 def _after_up(settings: Settings, endpoints: Endpoints) -> None:
-    """Create the registry's topics and bring the Postgres schema up to date.
-
-    TODO(lead): `memory.migrations.upgrade` is being written in parallel with this module. Until a
-    hook's module exists, its step is skipped (only a missing module is skipped: an ImportError
-    inside it, or any failure of the hook, is raised). Drop `_optional_module` once both exist.
-    """
+    """Create the registry's topics and bring the Postgres schema up to date (both idempotent)."""
     from infra import kafka_client_kwargs
-
-    topics_admin = _optional_module("topics.admin")
-    migrations = _optional_module("memory.migrations")
+    from memory.migrations import upgrade
+    from topics.admin import ensure_topics
 
     async def run_hooks() -> None:
-        if topics_admin is not None:
-            created = await topics_admin.ensure_topics(
-                kafka_client_kwargs(settings.kafka, endpoints.kafka_bootstrap),
-                default_partitions=settings.kafka.default_partitions,
-                replication_factor=settings.kafka.replication_factor,
-            )
-            if created:
-                typer.echo(f"created topics: {', '.join(created)}")
-        if migrations is not None:
-            await _maybe_await(migrations.upgrade(endpoints))
+        created = await ensure_topics(
+            kafka_client_kwargs(settings.kafka, endpoints.kafka_bootstrap),
+            default_partitions=settings.kafka.default_partitions,
+            replication_factor=settings.kafka.replication_factor,
+        )
+        if created:
+            typer.echo(f"created topics: {', '.join(created)}")
+        await upgrade(endpoints.postgres_url)
 
     asyncio.run(run_hooks())
-
-
-def _optional_module(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        # Skip only when the hook's own module (or its package) is absent, never a broken import.
-        parts = name.split(".")
-        if exc.name in {".".join(parts[:end]) for end in range(1, len(parts) + 1)}:
-            typer.secho(f"note: {name} does not exist yet, skipped", err=True, fg=typer.colors.YELLOW)
-            return None
-        raise
-
-
-async def _maybe_await(result: Any) -> None:
-    if inspect.isawaitable(result):
-        await result
 
 
 def _print_endpoints(settings: Settings, endpoints: Endpoints) -> None:

@@ -56,7 +56,10 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def _register() -> None:
-    from cli import infra, topics
+    from cli import agents, infra, topics
+
+    app.command("agent")(agents.agent)
+    app.command("run")(agents.run)
 
     app.add_typer(infra.app, name="infra", help="Start, inspect and stop Kafka, Redis and Postgres.")
     app.add_typer(topics.app, name="topics", help="List topics and print their JSON Schemas.")

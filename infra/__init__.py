@@ -14,7 +14,7 @@ from infra.errors import (
     ServerNotAnsweringError,
     ServerStartError,
 )
-from infra.kafka_client import kafka_client_kwargs
+from infra.kafka_client import install_leave_group_fix, kafka_client_kwargs
 from infra.manager import SERVICES, ServiceStatus, down, endpoints, status, up
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ServiceStatus",
     "down",
     "endpoints",
+    "install_leave_group_fix",
     "kafka_client_kwargs",
     "status",
     "to_sqlalchemy_url",

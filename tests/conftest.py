@@ -9,6 +9,7 @@ your own instead (those are only checked, never started or stopped).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -34,3 +35,16 @@ def endpoints(settings: Settings) -> Iterator[infra.Endpoints]:
         yield infra.up(settings)
     finally:
         infra.down(settings)
+
+
+@pytest.fixture(scope="session")
+async def kafka(settings: Settings, endpoints: infra.Endpoints) -> dict[str, Any]:
+    """aiokafka client arguments for the session's broker, on which every registry topic exists."""
+    from topics.admin import ensure_topics
+
+    kwargs = infra.kafka_client_kwargs(settings.kafka, endpoints.kafka_bootstrap)
+    await ensure_topics(
+        kwargs, default_partitions=settings.kafka.default_partitions,
+        replication_factor=settings.kafka.replication_factor,
+    )
+    return kwargs

@@ -1,0 +1,114 @@
+"""The agent decision log: every decision with its inputs, outputs, reasons and, later, outcome.
+
+Writes are idempotent on the decision id (deterministic, derived from the events), so an agent
+that processes a message again after a restart records nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from config.errors import RetriableError
+from memory.models import AgentDecision
+
+
+class DecisionRecord(BaseModel):
+    """One row of `agent_decisions`, as agents write it and queries return it."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+    id: str = Field(min_length=1)
+    agent: str = Field(min_length=1)
+    ts: int = Field(ge=0, description="event time of the decision, UTC ms")
+    symbol: str | None = None
+    kind: str | None = None
+    input_ids: list[str] = Field(default_factory=list)
+    output_ids: list[str] = Field(default_factory=list)
+    reasons: list[Any] = Field(default_factory=list)
+    trace: dict[str, Any] | None = None
+    outcome: dict[str, Any] | None = None
+
+
+_COLUMNS = tuple(DecisionRecord.model_fields)
+
+
+class DecisionLog:
+    """Reads and writes `agent_decisions` on an async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def record(self, decision: DecisionRecord) -> bool:
+        """Store `decision`; False if a decision with its id was already stored (left unchanged)."""
+        return await self.record_many([decision]) == 1
+
+    async def record_many(self, decisions: Iterable[DecisionRecord]) -> int:
+        """Store the decisions not stored yet, in one statement; how many were new."""
+        rows = [decision.model_dump() for decision in decisions]
+        if not rows:
+            return 0
+        statement = insert(AgentDecision).values(rows).on_conflict_do_nothing(index_elements=["id"])
+        async with self._begin() as conn:
+            result = await conn.execute(statement.returning(AgentDecision.id))
+            return len(result.all())
+
+    async def get(self, decision_id: str) -> DecisionRecord | None:
+        """The decision with that id, or None."""
+        async with self._begin() as conn:
+            row = (await conn.execute(self._select().where(AgentDecision.id == decision_id))).first()
+        return DecisionRecord.model_validate(row._mapping) if row is not None else None
+
+    async def query(
+        self,
+        *,
+        agent: str | None = None,
+        symbol: str | None = None,
+        since_ts: int | None = None,
+        until_ts: int | None = None,
+        limit: int = 100,
+    ) -> list[DecisionRecord]:
+        """Decisions matching every given filter, oldest first; `until_ts` is inclusive."""
+        statement = self._select()
+        if agent is not None:
+            statement = statement.where(AgentDecision.agent == agent)
+        if symbol is not None:
+            statement = statement.where(AgentDecision.symbol == symbol)
+        if since_ts is not None:
+            statement = statement.where(AgentDecision.ts >= since_ts)
+        if until_ts is not None:
+            statement = statement.where(AgentDecision.ts <= until_ts)
+        statement = statement.order_by(AgentDecision.ts, AgentDecision.id).limit(limit)
+        async with self._begin() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [DecisionRecord.model_validate(row._mapping) for row in rows]
+
+    async def link_outcome(self, decision_id: str, outcome: dict[str, Any]) -> bool:
+        """Attach the realised outcome to a decision; False if no decision has that id."""
+        statement = update(AgentDecision).where(AgentDecision.id == decision_id).values(outcome=outcome)
+        async with self._begin() as conn:
+            result = await conn.execute(statement)
+            return result.rowcount == 1
+
+    @staticmethod
+    def _select() -> Any:
+        return select(*(getattr(AgentDecision, column) for column in _COLUMNS))
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except (OSError, OperationalError, InterfaceError) as exc:
+            raise RetriableError(f"postgres unreachable: {str(exc).splitlines()[0]}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise RetriableError(f"postgres connection lost: {str(exc).splitlines()[0]}") from exc
+            raise
