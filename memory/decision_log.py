@@ -13,10 +13,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from config.errors import RetriableError
+from memory.database import translate_errors
 from memory.models import AgentDecision
 
 
@@ -103,12 +102,7 @@ class DecisionLog:
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
-        try:
+        """One transaction; a server that is away raises `RetriableError` (see memory.database)."""
+        with translate_errors():
             async with self.engine.begin() as conn:
                 yield conn
-        except (OSError, OperationalError, InterfaceError) as exc:
-            raise RetriableError(f"postgres unreachable: {str(exc).splitlines()[0]}") from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise RetriableError(f"postgres connection lost: {str(exc).splitlines()[0]}") from exc
-            raise

@@ -77,6 +77,8 @@ def _translate_errors() -> Iterator[None]:
         yield
     except (AuthenticationError, AuthorizationError) as exc:
         # Subclasses of ConnectionError, but retrying never fixes a wrong password.
-        raise ConfigError(f"redis refused the credentials: {exc}; check redis.url (CRYPTIQ_REDIS_URL)") from exc
+        raise ConfigError(
+            f"redis refused the credentials: {exc}; check redis.url (CRYPTIQ_REDIS_URL)"
+        ) from exc
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         raise RetriableError(f"redis unreachable: {exc}; {_WHAT_TO_DO}") from exc

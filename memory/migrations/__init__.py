@@ -16,10 +16,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from config.errors import RetriableError
-from memory.database import create_engine
+from memory.database import create_engine, translate_errors
 
 HERE = Path(__file__).parent
 # Any fixed 64-bit number, the same in every process: "CRYPTIQ" in ASCII.
@@ -44,16 +42,11 @@ async def upgrade(url: str) -> None:
     """Migrate the database at `url` to head, taking turns with concurrent callers."""
     engine = create_engine(url)
     try:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-            await conn.run_sync(_upgrade_on)
-            await conn.commit()
-    except (OSError, OperationalError, InterfaceError) as exc:
-        raise RetriableError(f"postgres unreachable while migrating: {_short(exc)}") from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise RetriableError(f"postgres connection lost while migrating: {_short(exc)}") from exc
-        raise
+        with translate_errors("while migrating"):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+                await conn.run_sync(_upgrade_on)
+                await conn.commit()
     finally:
         await engine.dispose()
 
@@ -62,8 +55,11 @@ async def current_revision(url: str) -> str | None:
     """The revision the database at `url` is at (None before the first migration)."""
     engine = create_engine(url)
     try:
-        async with engine.connect() as conn:
-            return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+        with translate_errors():
+            async with engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda sync: MigrationContext.configure(sync).get_current_revision()
+                )
     finally:
         await engine.dispose()
 
@@ -72,7 +68,3 @@ def _upgrade_on(connection: Connection) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, "head")
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
