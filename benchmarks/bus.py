@@ -9,8 +9,10 @@ round, in this order:
 - reference: a plain aiokafka relay in its own process (consumer group, `getmany` batches,
   raw bytes forwarded to an output topic, sends gathered per batch, commit per batch) — the
   ceiling of a Python forwarder on this broker;
-- candidate: `cryptiq agent echo` in its own process (faust shell, decode + validate + envelope
-  + encode per event, dead-letter policy, heartbeats, commits).
+- candidate: `cryptiq agent echo` in its own process (the agent runtime: decode + validate +
+  envelope + encode per event, dead-letter policy, heartbeats, commits);
+- for the record: a faust-streaming relay (an agent over `stream.take_events`, sends gathered per
+  batch, raw bytes, no decoding) — the best faust did here, and why the runtime uses aiokafka.
 
 For both, this process produces N candles with plain aiokafka and consumes the outputs; the
 figure is N / (time of the last output read - time the first input was sent). The median over
@@ -38,6 +40,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import infra
 from config import load_settings
+from infra import install_leave_group_fix
 from topics.admin import ensure_topics
 from topics.envelope import Envelope
 from topics.market import CandleClosed
@@ -45,6 +48,7 @@ from topics.registry import DIAGNOSTICS_ECHO, MARKET_CANDLES
 from topics.serialization import encode
 
 RELAY_IN, RELAY_OUT = "bench.relay.in", "bench.relay.out"
+FAUST_IN, FAUST_OUT = "bench.faust.in", "bench.faust.out"
 HOUR_MS = 3_600_000
 READY_TIMEOUT_S = 60.0
 
@@ -180,12 +184,52 @@ async def relay(bootstrap: str, src: str, dst: str) -> None:
         await producer.stop()
 
 
+async def faust_relay(bootstrap: str, src: str, dst: str) -> None:
+    """A faust-streaming forwarder done the fast way: take_events batches, gathered sends."""
+    import faust
+
+    install_leave_group_fix()
+    app = faust.App(
+        "bench-faust", broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
+        autodiscover=False, topic_allow_declare=False, topic_disable_leader=True,
+        broker_session_timeout=4.0, broker_heartbeat_interval=1.0, broker_rebalance_timeout=4.0,
+        broker_commit_interval=1.0, broker_max_poll_records=2000, producer_linger=0.005,
+        producer_max_batch_size=256 * 1024, stream_buffer_maxsize=8192, consumer_auto_offset_reset="latest",
+        key_serializer="raw", value_serializer="raw", datadir=tempfile.mkdtemp(prefix="bench-faust-"),
+    )
+    began = time.monotonic()
+    ready = asyncio.Event()
+
+    async def forward(stream: Any) -> None:
+        async for events in stream.take_events(1000, within=0.05):
+            futures = [
+                await app.producer.send(dst, e.message.key, e.message.value, None, None, None) for e in events
+            ]
+            await asyncio.gather(*futures)
+
+    async def on_assigned(sender: Any, assigned: Any, **_: Any) -> None:
+        if not ready.is_set():
+            ready.set()
+            print(json.dumps({"event": "faust ready", "after_s": time.monotonic() - began}), flush=True)
+
+    app.agent(app.topic(src, key_type=bytes, value_type=bytes), name="forward")(forward)
+    app.on_partitions_assigned.connect(on_assigned)
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    await app.start()
+    try:
+        await stopping.wait()
+    finally:
+        await app.stop()
+
+
 async def create_relay_topics(kwargs: dict[str, Any], partitions: int) -> None:
     admin = AIOKafkaAdminClient(**kwargs)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(name, partitions, 1) for name in (RELAY_IN, RELAY_OUT) if name not in existing]
+        names = (RELAY_IN, RELAY_OUT, FAUST_IN, FAUST_OUT)
+        new = [NewTopic(name, partitions, 1) for name in names if name not in existing]
         if new:
             await admin.create_topics(new)
     finally:
@@ -203,9 +247,13 @@ def main() -> int:
     parser.add_argument("--events", type=int, help="events per round (default 50,000; --quick 10,000)")
     parser.add_argument("--rounds", type=int, help="rounds, median reported (default 3; --quick 1)")
     parser.add_argument("--relay", nargs=3, metavar=("BOOTSTRAP", "SRC", "DST"), help=argparse.SUPPRESS)
+    parser.add_argument("--faust-relay", nargs=3, metavar=("BOOTSTRAP", "SRC", "DST"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.relay:
         asyncio.run(relay(*args.relay))
+        return 0
+    if args.faust_relay:
+        asyncio.run(faust_relay(*args.faust_relay))
         return 0
     events = args.events or (10_000 if args.quick else 50_000)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -228,23 +276,29 @@ async def measure(settings: Any, endpoints: infra.Endpoints, home: Path, events:
     await ensure_topics(kwargs, default_partitions=partitions)
     await create_relay_topics(kwargs, MARKET_CANDLES.partitions or partitions)
     # Write infra.json's endpoints where the agent process will look for them.
-    relay_log, agent_log = home / "relay.log", home / "agent.log"
-    relay_proc = spawn(
-        [sys.executable, __file__, "--relay", endpoints.kafka_bootstrap, RELAY_IN, RELAY_OUT], home, relay_log
-    )
+    relay_log, agent_log, faust_log = home / "relay.log", home / "agent.log", home / "faust.log"
+    bootstrap = endpoints.kafka_bootstrap
+    relay_proc = spawn([sys.executable, __file__, "--relay", bootstrap, RELAY_IN, RELAY_OUT], home, relay_log)
     agent_proc = spawn([str(Path(sys.executable).with_name("cryptiq")), "agent", "echo"], home, agent_log)
+    faust_proc = spawn(
+        [sys.executable, __file__, "--faust-relay", bootstrap, FAUST_IN, FAUST_OUT], home, faust_log
+    )
+    # One at a time, so that each pipeline has the machine to itself while it is measured.
     try:
         relay_ready = wait_ready(relay_proc, relay_log, "relay ready")
         agent_ready = wait_ready(agent_proc, agent_log, "agent ready")
-        reference, candidate = [], []
+        wait_ready(faust_proc, faust_log, "faust ready")
+        reference, candidate, faust_rates = [], [], []
         for round_no in range(rounds):
             messages = candles(events, round_no)
             reference.append(await pipeline(kwargs, RELAY_IN, RELAY_OUT, messages))
             candidate.append(await pipeline(kwargs, MARKET_CANDLES.name, DIAGNOSTICS_ECHO.name, messages))
+            faust_rates.append(await pipeline(kwargs, FAUST_IN, FAUST_OUT, messages))
     finally:
-        stop(agent_proc)
-        stop(relay_proc)
+        for process in (agent_proc, relay_proc, faust_proc):
+            stop(process)
     ref, value = statistics.median(reference), statistics.median(candidate)
+    faust_value = statistics.median(faust_rates)
     common = {"events": events, "rounds": rounds, "machine": machine()}
     rows = [
         {
@@ -252,6 +306,11 @@ async def measure(settings: Any, endpoints: infra.Endpoints, home: Path, events:
             "reference": "plain aiokafka relay (raw bytes, batch send + commit)",
             "reference_value": round(ref),
             "ratio": round(value / ref, 3), **common,
+        },
+        {
+            "bench": "bus", "metric": "faust_take_events_relay_end_to_end", "value": round(faust_value),
+            "unit": "events/s", "reference": "plain aiokafka relay (raw bytes, batch send + commit)",
+            "reference_value": round(ref), "ratio": round(faust_value / ref, 3), **common,
         },
         {
             "bench": "bus", "metric": "agent_ready", "value": round(agent_ready, 2), "unit": "s",

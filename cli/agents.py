@@ -9,6 +9,7 @@ after a clean stop and 1 when an agent crashed (its uncommitted input is read ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from typing import TYPE_CHECKING, Annotated
 
@@ -88,43 +89,53 @@ def _serve(settings: Settings, endpoints: Endpoints, classes: list[type]) -> int
             loop.add_signal_handler(sig, stopping.set)
         hosts: list[AgentHost] = [AgentHost(cls, settings, endpoints) for cls in classes]
         started: list[AgentHost] = []
+        healthy = True
         try:
             for host in hosts:
                 await host.start()
                 started.append(host)
-            await _report_ready(hosts, stopping)
-            waits = [asyncio.create_task(stopping.wait())]
-            waits += [asyncio.create_task(host.crashed.wait()) for host in hosts]
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for task in waits:
-                task.cancel()
+            healthy = await _all_ready(hosts, stopping)
+            if healthy and not stopping.is_set():
+                waits = [asyncio.ensure_future(stopping.wait())]
+                waits += [asyncio.ensure_future(host.crashed.wait()) for host in hosts]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waits:
+                    waiter.cancel()
         finally:
             for host in reversed(started):
                 await host.stop()
         crashed = [host for host in hosts if host.error is not None]
         for host in crashed:
             typer.secho(f"error: agent {host.name} crashed: {host.error}", err=True, fg=typer.colors.RED)
-        return 1 if crashed else 0
+        return 0 if healthy and not crashed else 1
 
     return asyncio.run(main())
 
 
-async def _report_ready(hosts: list[AgentHost], stopping: asyncio.Event) -> None:
-    ready = asyncio.gather(*(host.wait_ready(READY_TIMEOUT_S) for host in hosts))
-    done, _ = await asyncio.wait(
-        [ready, asyncio.ensure_future(stopping.wait())], return_when=asyncio.FIRST_COMPLETED
-    )
-    if ready not in done:
+async def _all_ready(hosts: list[AgentHost], stopping: asyncio.Event) -> bool:
+    """Report each agent's readiness; False if one crashed or timed out (True if stopped first)."""
+    ready = asyncio.gather(*(host.wait_ready(READY_TIMEOUT_S) for host in hosts), return_exceptions=True)
+    stop = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait([ready, stop], return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if not ready.done():  # stopped while joining: a clean stop, nothing to report
         ready.cancel()
-        return
-    try:
-        times = ready.result()
-    except TimeoutError:
-        raise fail(
-            f"agents did not join their consumer groups within {READY_TIMEOUT_S:.0f} s: "
-            "check `cryptiq infra status` and the broker's log"
-        ) from None
-    for host, after in zip(hosts, times, strict=True):
-        topics = ", ".join(spec.name for spec in host.agent.consumes) if host.agent else ""
-        typer.echo(f"agent {host.name} ready in {after:.1f} s (group {host.name}, consumes {topics})")
-    typer.echo("running; Ctrl-C or SIGTERM drains, commits and stops")
+        with contextlib.suppress(asyncio.CancelledError):
+            await ready
+        return True
+    all_ready = True
+    for host, outcome in zip(hosts, ready.result(), strict=True):
+        if isinstance(outcome, float):
+            topics = ", ".join(spec.name for spec in host.agent.consumes) if host.agent else ""
+            typer.echo(f"agent {host.name} ready in {outcome:.1f} s (group {host.name}, consumes {topics})")
+        elif isinstance(outcome, TimeoutError):
+            all_ready = False
+            typer.secho(
+                f"error: agent {host.name} was not assigned partitions within {READY_TIMEOUT_S:.0f} s: "
+                "check `cryptiq infra status` and the broker's log", err=True, fg=typer.colors.RED,
+            )
+        else:
+            all_ready = False  # crashed: reported with the others on the way out
+    if all_ready:
+        typer.echo("running; Ctrl-C or SIGTERM drains, commits and stops")
+    return all_ready

@@ -27,7 +27,7 @@ from topics.registry import DIAGNOSTICS_ECHO, MARKET_CANDLES
 
 CRYPTIQ = Path(sys.executable).with_name("cryptiq")
 TOTAL = 4000
-CHUNK = 100
+CHUNK = 50  # every 50 ms: the producer runs for ~4 s, through the stop and the restart
 
 
 def start_agent(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -45,6 +45,14 @@ async def stop_agent(process: subprocess.Popen[bytes]) -> int:
         await asyncio.sleep(0.1)
     process.kill()
     raise AssertionError("agent did not stop within 30 s of SIGTERM")
+
+
+async def wait_logged(log: Path, event: str, count: int, timeout: float = 30.0) -> bool:
+    for _ in range(int(timeout / 0.05)):
+        if sum(e.get("event") == event for e in log_events(log)) >= count:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 def log_events(log: Path) -> list[dict[str, Any]]:
@@ -71,8 +79,10 @@ async def test_sigterm_drains_and_a_restart_resumes_with_no_duplicate_and_no_gap
     start = await end_offsets(kafka, DIAGNOSTICS_ECHO.name)
     async with Tail(kafka, DIAGNOSTICS_ECHO.name, start) as tail:
         first = start_agent(settings, log)
-        producer = asyncio.create_task(publish_slowly())
+        producer = asyncio.create_task(asyncio.sleep(0))
         try:
+            assert await wait_logged(log, "agent ready", 1), log.read_text()[-3000:]
+            producer = asyncio.create_task(publish_slowly())
             assert await tail.wait_for(lambda got: len(ours(got)) >= 500), log.read_text()[-3000:]
             assert await stop_agent(first) == 0, log.read_text()[-3000:]
             echoed_by_first = len(ours(tail.records))
@@ -104,3 +114,32 @@ async def test_sigterm_drains_and_a_restart_resumes_with_no_duplicate_and_no_gap
     stopped = [event for event in events if event.get("event") == "agent stopped"]
     assert len(stopped) == 2
     assert sum(event["processed"] for event in stopped) >= TOTAL
+
+
+def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    scrubbed = ("CRYPTIQ_CONFIG", "CRYPTIQ_KAFKA_BOOTSTRAP", "CRYPTIQ_REDIS_URL", "CRYPTIQ_POSTGRES_URL")
+    env = {key: value for key, value in os.environ.items() if key not in scrubbed}
+    env["CRYPTIQ_HOME"] = str(home)
+    return subprocess.run(
+        [str(CRYPTIQ), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_agent_command_errors_are_one_line_and_list_shows_the_agents(tmp_path: Path) -> None:
+    unknown = run_cli(tmp_path, "agent", "nope")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == "error: unknown agent 'nope'; known agents: echo"
+
+    not_up = run_cli(tmp_path, "agent", "echo")
+    assert not_up.returncode == 2
+    assert len(not_up.stderr.strip().splitlines()) == 1, not_up.stderr
+    assert "cryptiq infra up" in not_up.stderr
+    assert "Traceback" not in not_up.stderr
+
+    listed = run_cli(tmp_path, "agent", "--list")
+    assert listed.returncode == 0
+    assert listed.stdout.startswith("echo ")
+
+    bad_option = run_cli(tmp_path, "run", "--agents", "echo,nope")
+    assert bad_option.returncode == 2
+    assert "unknown agent 'nope'" in bad_option.stderr

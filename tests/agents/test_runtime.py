@@ -6,20 +6,24 @@ Each test tells its own messages apart by their event ids, so tests can share th
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar
 
 import orjson
 import pytest
 
+from agents.base import AgentDeps
 from agents.echo import EchoAgent
 from agents.runtime import AgentHost
 from busio import collect, end_offsets, produce
 from config import Settings
 from factories import candle_series
 from infra import Endpoints
-from topics.registry import AGENTS_HEARTBEAT, DEADLETTER, DIAGNOSTICS_ECHO, MARKET_CANDLES
+from topics.envelope import Envelope
+from topics.events import Event
+from topics.registry import AGENTS_HEARTBEAT, DEADLETTER, DIAGNOSTICS_ECHO, MARKET_CANDLES, TopicSpec
 
 READY_BUDGET_S = 5.0
 
@@ -128,3 +132,59 @@ async def test_heartbeats_report_the_agent_its_counts_and_lag(
     assert last["status"] == "ready"
     assert last["processed"] >= 5
     assert last["lag"] == 0
+
+
+class Exploding:
+    """Echoes candles, but a BOOM/USDT candle breaks it while `armed` (a bug, not bad input)."""
+
+    name: ClassVar[str] = "exploding-test"
+    consumes: ClassVar[tuple[TopicSpec, ...]] = (MARKET_CANDLES,)
+    produces: ClassVar[tuple[TopicSpec, ...]] = (DIAGNOSTICS_ECHO,)
+    armed: ClassVar[bool] = True
+
+    def __init__(self, deps: AgentDeps) -> None:
+        self.echo = EchoAgent(deps)
+
+    async def start(self) -> None:
+        """Nothing to restore."""
+
+    async def handle(self, env: Envelope[Event]) -> Sequence[Envelope[Event]]:
+        if self.armed and getattr(env.payload, "symbol", None) == "BOOM/USDT":
+            raise RuntimeError("bug: cannot handle BOOM")
+        return [
+            Envelope.create(out.payload, key=out.key, ts=out.ts, source=self.name, caused_by=env)
+            for out in await self.echo.handle(env)
+        ]
+
+
+async def test_a_crash_stops_the_agent_and_its_batch_is_read_again_after_restart(
+    settings: Settings, endpoints: Endpoints, kafka: dict[str, Any],
+) -> None:
+    boom = candle_series(1, start=4_000 * 3_600_000, symbol="BOOM/USDT")[0]
+    start = await end_offsets(kafka, DIAGNOSTICS_ECHO.name)
+    await produce(kafka, MARKET_CANDLES.name, [boom])
+
+    first = AgentHost(Exploding, settings, endpoints)
+    await first.start()
+    try:
+        await asyncio.wait_for(first.crashed.wait(), 30)
+    finally:
+        await first.stop()
+    assert isinstance(first.error, RuntimeError)
+    assert first.heartbeat("stopped").last_error == "RuntimeError: bug: cannot handle BOOM"
+
+    Exploding.armed = False  # the fix is deployed
+    try:
+        second = AgentHost(Exploding, settings, endpoints)
+        await second.start()
+        try:
+            echoes = await collect(
+                kafka, DIAGNOSTICS_ECHO.name, start=start,
+                until=lambda got: any(p["of_event_id"] == boom.event_id for p in payloads(got)),
+            )
+        finally:
+            await second.stop()
+    finally:
+        Exploding.armed = True
+    assert second.error is None
+    assert [p["of_event_id"] for p in payloads(echoes)].count(boom.event_id) == 1
