@@ -20,7 +20,6 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 run: install
-	$(BIN)/cryptiq infra up
 	$(BIN)/cryptiq run
 
 lint: install
@@ -31,7 +30,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: install
-	$(BIN)/python benchmarks/bus.py
+	for bench in benchmarks/*.py; do $(BIN)/python $$bench || exit 1; done
 
 infra-down: install
 	$(BIN)/cryptiq infra down

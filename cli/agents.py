@@ -47,7 +47,6 @@ def agent(
 
     cls = agent_class(name)
     settings = settings_of(ctx)
-    _configure_logging(settings)
     raise typer.Exit(_serve(settings, infra.endpoints(settings), [cls]))
 
 
@@ -69,14 +68,7 @@ def run(
     classes = [agent_class(name) for name in names]
     settings = settings_of(ctx)
     endpoints = bring_up(settings)
-    _configure_logging(settings)
     raise typer.Exit(_serve(settings, endpoints, classes))
-
-
-def _configure_logging(settings: Settings) -> None:
-    from agents.logs import configure_logging
-
-    configure_logging(settings.log)
 
 
 def _serve(settings: Settings, endpoints: Endpoints, classes: list[type]) -> int:

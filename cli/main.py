@@ -33,7 +33,10 @@ class State:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from agents.logs import configure_logging
+
             self._settings = load_settings(self.config_path)
+            configure_logging(self._settings.log)  # stderr: stdout is for what commands print
         return self._settings
 
 
