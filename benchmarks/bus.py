@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import infra
+from agents.logs import configure_logging
 from config import load_settings
 from infra import install_leave_group_fix
 from topics.admin import ensure_topics
@@ -263,6 +264,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cryptiq-bench-") as tmp:
         home = Path(tmp)
         settings = load_settings().model_copy(update={"home": home})
+        configure_logging(settings.log)  # logs to stderr: stdout carries only the JSON lines
         endpoints = infra.up(settings)
         try:
             return asyncio.run(measure(settings, endpoints, home, events, rounds))

@@ -261,26 +261,15 @@ async def _wait_ready(server: EmbeddedServer, record: ServiceRecord) -> None:
 async def _embedded_status(settings: Settings, name: str, record: ServiceRecord | None) -> ServiceStatus:
     if record is None:
         return ServiceStatus(name, "embedded", "-", None, False, "not running: run `cryptiq infra up`")
+    def down(why: str) -> ServiceStatus:
+        return ServiceStatus(name, "embedded", redact_url(record.url), record.pid, False, why)
+
     if not is_alive(record.pid, record.create_time):
-        return ServiceStatus(
-            name,
-            "embedded",
-            redact_url(record.url),
-            record.pid,
-            False,
-            f"exited: read {record.log} (last line: {last_line(Path(record.log))})",
-        )
+        return down(f"exited: read {record.log} (last line: {last_line(Path(record.log))})")
     try:
         await _probe_of(settings, name)(record.url, PROBE_TIMEOUT_S)
     except PROBE_ERRORS as exc:
-        return ServiceStatus(
-            name,
-            "embedded",
-            redact_url(record.url),
-            record.pid,
-            False,
-            f"running but not answering ({_describe(exc)}): read {record.log}",
-        )
+        return down(f"running but not answering ({_describe(exc)}): read {record.log}")
     return ServiceStatus(name, "embedded", redact_url(record.url), record.pid, True, f"log {record.log}")
 
 
