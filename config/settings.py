@@ -12,16 +12,27 @@ print as `**********` in reprs, logs and API output; `reveal()` is the one way t
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from config.errors import ConfigError
@@ -125,6 +136,42 @@ class NotifierConfig(Section):
     telegram_chat_id: str | None = None
 
 
+def _comma_list(value: Any) -> Any:
+    """`BTC/USDT, ETH/USDT` from an environment variable becomes a list; lists pass through."""
+    if isinstance(value, str) and not value.lstrip().startswith("["):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
+TIMEFRAME = r"^[0-9]+[smhdwM]$"
+
+
+class MarketConfig(Section):
+    """Where market data comes from and which instruments the system follows."""
+
+    source: str = Field(
+        "files", pattern=r"^(files|ccxt:[a-z0-9_]+)$",
+        description="`files` (bundled or imported candle files) or `ccxt:<exchange id>` (live)",
+    )
+    symbols: CommaList = Field(
+        default_factory=lambda: ["BTC/USDT", "ETH/USDT"], min_length=1,
+        description="ccxt unified symbols, e.g. BTC/USDT",
+    )
+    timeframes: CommaList = Field(default_factory=lambda: ["1h"], min_length=1)
+    poll_interval_s: float = Field(10.0, gt=0, le=3600, description="REST polling period (live)")
+    reconnect_max_backoff_s: float = Field(60.0, gt=0, le=3600, description="cap of the reconnect backoff")
+    backfill_limit: int = Field(1000, ge=1, le=100_000, description="most candles fetched to fill a gap")
+
+    @field_validator("timeframes")
+    @classmethod
+    def _check_timeframes(cls, value: list[str]) -> list[str]:
+        bad = [tf for tf in value if not re.fullmatch(TIMEFRAME, tf)]
+        if bad:
+            raise ValueError(f"timeframes {bad} are not ccxt timeframes like 1m, 5m, 1h, 1d")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole configuration tree. Build it with `load_settings`, not directly."""
 
@@ -145,6 +192,7 @@ class Settings(BaseSettings):
     exchanges: dict[str, ExchangeConfig] = Field(default_factory=dict)
     web3: Web3Config = Web3Config()
     notifier: NotifierConfig = NotifierConfig()
+    market: MarketConfig = MarketConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -213,6 +261,8 @@ def load_settings(yaml_path: Path | str | None = None) -> Settings:
     except ValidationError as exc:
         lines = [_describe(error, path) for error in exc.errors()]
         raise ConfigError("; ".join(lines)) from None
+    except SettingsError as exc:  # an environment value that is not even parseable
+        raise ConfigError(f"{exc}: check the CRYPTIQ_* environment variables") from None
 
 
 def reveal(secret: SecretStr | None) -> str | None:

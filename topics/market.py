@@ -19,6 +19,17 @@ def candle_key(exchange: str, symbol: str, timeframe: str) -> str:
     return f"{exchange}:{symbol}:{timeframe}"
 
 
+_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "M": 2_592_000_000}
+
+
+def timeframe_ms(timeframe: str) -> int:
+    """Milliseconds in a ccxt timeframe: `1m` -> 60000, `4h` -> 14400000 (`1M` counts 30 days)."""
+    count, unit = timeframe[:-1], timeframe[-1:]
+    if not count.isdigit() or unit not in _UNIT_MS or int(count) == 0:
+        raise ValueError(f"{timeframe!r} is not a timeframe like 1m, 5m, 1h, 1d")
+    return int(count) * _UNIT_MS[unit]
+
+
 def instrument_key(exchange: str, symbol: str) -> str:
     """The partition key of a ticker or trade stream: `binance:BTC/USDT`."""
     return f"{exchange}:{symbol}"

@@ -1,0 +1,1 @@
+"""The market_data agent: candles, tickers and trades from files or live ccxt exchanges."""
