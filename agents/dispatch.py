@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -72,6 +73,7 @@ class DispatchStats:
     dead_lettered: int = 0
     retries: int = 0
     last_error: str | None = None
+    produced: Counter[str] = field(default_factory=Counter)  # records published, by topic
 
 
 @dataclass
@@ -139,6 +141,7 @@ class Dispatcher:
                 f"agent {self.agent.name} returned {env.type} for topic {topic}, which it does not "
                 f"declare in produces={sorted(self._produces)}"
             )
+        self.stats.produced[topic] += 1
         return OutboundRecord(topic, env.key.encode(), encode(env), env.ts, headers(env))
 
     def _dead_letter(self, record: InboundRecord, kind: str, reason: str) -> OutboundRecord:

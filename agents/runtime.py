@@ -31,9 +31,10 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -47,7 +48,8 @@ from memory.migrations import upgrade
 from memory.ports import StateStore
 from memory.redis_store import RedisStateStore, connect_redis
 from topics.envelope import Envelope
-from topics.registry import AGENTS_HEARTBEAT
+from topics.events import Event
+from topics.registry import AGENTS_HEARTBEAT, DEADLETTER, REGISTRY, TopicSpec
 from topics.serialization import encode, headers
 from topics.system import AgentHeartbeat
 
@@ -76,7 +78,80 @@ class HostState:
     ready_after_s: float | None = None
 
 
-class AgentHost:
+class _Host:
+    """What every host shares: identity, readiness, crash state, the producer and heartbeats."""
+
+    def __init__(self, name: str, settings: Settings, endpoints: Endpoints, instance: str | None) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.name = name
+        self.instance = instance or instance_name()
+        self.log = structlog.get_logger("cryptiq.agent").bind(agent=self.name, instance=self.instance)
+        self.ready = asyncio.Event()
+        self.crashed = asyncio.Event()
+        self.error: BaseException | None = None
+        self.state = HostState()
+        self._producer: AIOKafkaProducer | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._heartbeats = 0
+        self._redis: Any = None
+
+    def heartbeat(self, status: Status) -> AgentHeartbeat:
+        """This host's heartbeat payload now."""
+        raise NotImplementedError
+
+    def _open_store(self) -> StateStore:
+        self._redis = connect_redis(self.endpoints.redis_url)
+        return RedisStateStore(self._redis, self.settings.redis.namespace, self.name)
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        client = kafka_client_kwargs(self.settings.kafka, self.endpoints.kafka_bootstrap)
+        client["client_id"] = f"{client['client_id']}-{self.name}"
+        return AIOKafkaProducer(
+            **client, acks="all", linger_ms=PRODUCER_LINGER_MS, max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        )
+
+    async def wait_ready(self, timeout: float) -> float:
+        """Seconds from `start` to ready. TimeoutError if not ready in time; the error if it crashed."""
+        waits = [asyncio.ensure_future(self.ready.wait()), asyncio.ensure_future(self.crashed.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+        if self.error is not None:
+            raise self.error
+        if self.state.ready_after_s is None:
+            raise TimeoutError(f"agent {self.name} was not assigned partitions within {timeout:.0f} s")
+        return self.state.ready_after_s
+
+    async def _beat_forever(self) -> None:
+        interval = self.settings.agents.heartbeat_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._publish_heartbeat(self.state.status)
+            except Exception as exc:  # a missed heartbeat is not worth dying for
+                self.log.warning("heartbeat not sent", error=str(exc))
+
+    async def _publish_heartbeat(self, status: Status) -> None:
+        if self._producer is None:
+            return
+        # Heartbeats are about the process, not the market: wall-clock time is their event time.
+        self._heartbeats += 1
+        now_ms = time.time_ns() // 1_000_000
+        env = Envelope.create(
+            self.heartbeat(status), key=f"{self.name}:{self.instance}", ts=now_ms, source=self.name,
+            discriminator=f"{self.instance}:{self._heartbeats}",
+        )
+        await self._producer.send_and_wait(
+            AGENTS_HEARTBEAT.name, encode(env), key=env.key.encode(), timestamp_ms=now_ms,
+            headers=headers(env),
+        )
+
+
+
+class AgentHost(_Host):
     """Runs one agent: restores its state, consumes, publishes, commits, sends heartbeats.
 
     `await host.start()` returns once the consumer is subscribed; `host.ready` is set when the
@@ -93,29 +168,18 @@ class AgentHost:
         store: StateStore | None = None,
         instance: str | None = None,
     ) -> None:
-        self.settings = settings
-        self.endpoints = endpoints
-        self.name = agent_cls.name
-        self.instance = instance or instance_name()
-        self.log = structlog.get_logger("cryptiq.agent").bind(agent=self.name, instance=self.instance)
-        self.ready = asyncio.Event()
-        self.crashed = asyncio.Event()
-        self.error: BaseException | None = None
-        self.state = HostState()
+        super().__init__(agent_cls.name, settings, endpoints, instance)
         self.agent: Agent | None = None
         self.dispatcher: Dispatcher | None = None
         self._agent_cls = agent_cls
         self._store = store
-        self._redis: Any = None
         self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, after processing
         self._committed: dict[TopicPartition, int] = {}
         self._batch_lock = asyncio.Lock()  # held while a batch is in hand: rebalances wait for it
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._heartbeat_task: asyncio.Task[None] | None = None
-        self._heartbeats = 0
+        self.idle = False  # True when the last poll found nothing new
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -124,18 +188,14 @@ class AgentHost:
         install_leave_group_fix()
         self.state.started_at = time.monotonic()
         await upgrade(self.endpoints.postgres_url)
-        if self._store is None:
-            self._redis = connect_redis(self.endpoints.redis_url)
-            self._store = RedisStateStore(self._redis, self.settings.redis.namespace, self.name)
+        self._store = self._store or self._open_store()
         self.agent = self._agent_cls(AgentDeps(store=self._store, log=self.log))  # type: ignore[call-arg]
         self.dispatcher = Dispatcher(self.agent, self.settings.agents)
         await self.agent.start()
 
         client = kafka_client_kwargs(self.settings.kafka, self.endpoints.kafka_bootstrap)
         client["client_id"] = f"{client['client_id']}-{self.name}"
-        self._producer = AIOKafkaProducer(
-            **client, acks="all", linger_ms=PRODUCER_LINGER_MS, max_batch_size=PRODUCER_MAX_BATCH_BYTES,
-        )
+        self._producer = self._new_producer()
         self._consumer = AIOKafkaConsumer(
             **client,
             group_id=self.name,
@@ -153,20 +213,6 @@ class AgentHost:
         self._loop_task = asyncio.create_task(self._consume_forever(), name=f"{self.name}-consume")
         self._heartbeat_task = asyncio.create_task(self._beat_forever(), name=f"{self.name}-heartbeat")
         self.log.info("agent starting", consumes=[spec.name for spec in self._agent_cls.consumes])
-
-    async def wait_ready(self, timeout: float) -> float:
-        """Seconds from `start` to ready. TimeoutError if not ready in time; the error if it crashed."""
-        waits = [asyncio.ensure_future(self.ready.wait()), asyncio.ensure_future(self.crashed.wait())]
-        try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waits:
-                waiter.cancel()
-        if self.error is not None:
-            raise self.error
-        if self.state.ready_after_s is None:
-            raise TimeoutError(f"agent {self.name} was not assigned partitions within {timeout:.0f} s")
-        return self.state.ready_after_s
 
     async def stop(self) -> None:
         """Finish the batch in hand, commit, leave the group, flush the producer, say goodbye."""
@@ -214,6 +260,7 @@ class AgentHost:
         try:
             while not self._stopping.is_set():
                 batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=agents_cfg.batch_size)
+                self.idle = not batch
                 if batch:
                     async with self._batch_lock:
                         await self._process_batch(batch)
@@ -291,15 +338,6 @@ class AgentHost:
 
     # -- heartbeats ----------------------------------------------------------------------------
 
-    async def _beat_forever(self) -> None:
-        interval = self.settings.agents.heartbeat_interval_s
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self._publish_heartbeat(self.state.status)
-            except Exception as exc:  # a missed heartbeat is not worth dying for
-                self.log.warning("heartbeat not sent", error=str(exc))
-
     def lag(self) -> int:
         """Messages between what this agent has processed and the end of its partitions."""
         consumer = self._consumer
@@ -327,22 +365,6 @@ class AgentHost:
             last_error=stats.last_error if stats else None,
         )
 
-    async def _publish_heartbeat(self, status: Status) -> None:
-        if self._producer is None:
-            return
-        # Heartbeats are about the process, not the market: wall-clock time is their event time.
-        self._heartbeats += 1
-        now_ms = time.time_ns() // 1_000_000
-        env = Envelope.create(
-            self.heartbeat(status), key=f"{self.name}:{self.instance}", ts=now_ms, source=self.name,
-            discriminator=f"{self.instance}:{self._heartbeats}",
-        )
-        await self._producer.send_and_wait(
-            AGENTS_HEARTBEAT.name, encode(env), key=env.key.encode(), timestamp_ms=now_ms,
-            headers=headers(env),
-        )
-
-
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     """Commits what was processed before partitions move, and marks readiness on assignment."""
 
@@ -354,3 +376,136 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.host._on_assigned(assigned)
+
+
+class SourceAgent(Protocol):
+    """An agent that consumes no topic and publishes what it reads elsewhere (files, exchanges)."""
+
+    name: ClassVar[str]
+    produces: ClassVar[tuple[TopicSpec, ...]]
+
+    async def start(self) -> None:
+        """Restore state (e.g. how far each stream got)."""
+
+    def envelopes(self) -> AsyncIterator[Envelope[Event]]:
+        """What to publish, in event-time order; ends when the source is exhausted."""
+        ...
+
+    async def checkpoint(self) -> None:
+        """Persist progress; called after everything yielded so far is on the broker."""
+
+
+class SourceHost(_Host):
+    """Runs a source agent: paces its envelopes by event time, publishes them, checkpoints.
+
+    `speed` is how many times faster than real time to replay (`None`: as fast as possible);
+    pacing sleeps on the monotonic clock, which is scheduling, never a decision input. `done`
+    is set when the source is exhausted and everything it yielded is on the broker.
+    """
+
+    def __init__(
+        self,
+        make: Callable[[AgentDeps], SourceAgent],
+        name: str,
+        settings: Settings,
+        endpoints: Endpoints,
+        *,
+        speed: float | None = None,
+        store: StateStore | None = None,
+        instance: str | None = None,
+    ) -> None:
+        super().__init__(name, settings, endpoints, instance)
+        self.speed = speed
+        self.agent: SourceAgent | None = None
+        self.published: Counter[str] = Counter()
+        self.done = asyncio.Event()
+        self._make = make
+        self._store = store
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        install_leave_group_fix()
+        self.state.started_at = time.monotonic()
+        await upgrade(self.endpoints.postgres_url)
+        self._store = self._store or self._open_store()
+        self.agent = self._make(AgentDeps(store=self._store, log=self.log))
+        await self.agent.start()
+        self._producer = self._new_producer()
+        await self._producer.start()
+        self.state.status = "ready"
+        self.state.ready_after_s = time.monotonic() - self.state.started_at
+        self.ready.set()
+        self.log.info("agent ready", after_s=round(self.state.ready_after_s, 3), speed=self.speed or "max")
+        self._task = asyncio.create_task(self._publish_all(), name=f"{self.name}-publish")
+        self._heartbeat_task = asyncio.create_task(self._beat_forever(), name=f"{self.name}-heartbeat")
+
+    async def stop(self) -> None:
+        """Stop reading, put what was read on the broker, checkpoint, close."""
+        self.state.status = "draining"
+        self._stopping.set()
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, self.settings.agents.shutdown_timeout_s)
+            except TimeoutError:
+                self.log.warning("publishing did not finish within agents.shutdown_timeout_s")
+        try:
+            await self._publish_heartbeat("stopped")
+        except Exception as exc:
+            self.log.warning("last heartbeat not sent", error=str(exc))
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+        self.state.status = "stopped"
+        self.log.info("agent stopped", published=dict(self.published))
+
+    async def _publish_all(self) -> None:
+        assert self.agent is not None
+        assert self._producer is not None
+        batch = self.settings.agents.batch_size
+        sends: list[asyncio.Future[Any]] = []
+        first_ts: int | None = None
+        began = time.monotonic()
+        try:
+            async for env in self.agent.envelopes():
+                if self._stopping.is_set():
+                    break
+                if self.speed is not None:
+                    first_ts = env.ts if first_ts is None else first_ts
+                    delay = (env.ts - first_ts) / 1000 / self.speed - (time.monotonic() - began)
+                    if delay > 0:
+                        await self._flush(sends)
+                        await asyncio.sleep(delay)
+                topic = REGISTRY.topic_of(type(env.payload)).name
+                sends.append(await self._producer.send(
+                    topic, encode(env), key=env.key.encode(), timestamp_ms=env.ts, headers=headers(env),
+                ))
+                self.published[topic] += 1
+                if len(sends) >= batch:
+                    await self._flush(sends)
+            await self._flush(sends)
+            if not self._stopping.is_set():
+                self.done.set()
+                self.log.info("source exhausted", published=dict(self.published))
+        except Exception as exc:  # a broken file or feed: stop; the checkpoint stays at the last flush
+            self.error = exc
+            self.log.error("agent crashed", error=f"{type(exc).__name__}: {exc}")
+            self.crashed.set()
+
+    async def _flush(self, sends: list[asyncio.Future[Any]]) -> None:
+        if sends:
+            await asyncio.gather(*sends)
+            sends.clear()
+        assert self.agent is not None
+        await self.agent.checkpoint()
+
+    def heartbeat(self, status: Status) -> AgentHeartbeat:
+        return AgentHeartbeat(
+            agent=self.name, instance=self.instance, status=status,
+            processed=sum(self.published.values()), dead_lettered=self.published[DEADLETTER.name],
+            lag=0, last_error=f"{type(self.error).__name__}: {self.error}" if self.error else None,
+        )

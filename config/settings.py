@@ -155,8 +155,9 @@ class MarketConfig(Section):
         description="`files` (bundled or imported candle files) or `ccxt:<exchange id>` (live)",
     )
     symbols: CommaList = Field(
-        default_factory=lambda: ["BTC/USDT", "ETH/USDT"], min_length=1,
-        description="ccxt unified symbols, e.g. BTC/USDT",
+        default_factory=list,
+        description="ccxt unified symbols, e.g. BTC/USDT; empty: every symbol the files hold "
+        "(a live ccxt source needs them named)",
     )
     timeframes: CommaList = Field(default_factory=lambda: ["1h"], min_length=1)
     poll_interval_s: float = Field(10.0, gt=0, le=3600, description="REST polling period (live)")

@@ -14,6 +14,7 @@ and every repair or rejection has been logged.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,23 @@ def _epoch_scale(typical: float) -> float:
     if typical > 1e11:
         return 1.0  # milliseconds
     return 1e3  # seconds
+
+
+@dataclass(frozen=True)
+class CandleSource:
+    """One candle file and the stream it feeds: `exchange:symbol:timeframe`."""
+
+    path: Path
+    exchange: str
+    symbol: str
+    timeframe: str
+
+
+def bundled_candles() -> list[CandleSource]:
+    """The real candles shipped inside the package (agents/market_data/bundled/PROVENANCE.md)."""
+    folder = Path(__file__).with_name("bundled")
+    sources = []
+    for path in sorted(folder.glob("*_USDT-1h.csv.gz")):
+        base = path.name.split("_USDT-")[0]
+        sources.append(CandleSource(path, "binance", f"{base}/USDT", "1h"))
+    return sources
