@@ -59,13 +59,14 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def _register() -> None:
-    from cli import agents, infra, topics
+    from cli import agents, data, infra, topics
 
     app.command("agent")(agents.agent)
     app.command("run")(agents.run)
 
     app.add_typer(infra.app, name="infra", help="Start, inspect and stop Kafka, Redis and Postgres.")
     app.add_typer(topics.app, name="topics", help="List topics and print their JSON Schemas.")
+    app.add_typer(data.app, name="data", help="Import candle files into the local store and list them.")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

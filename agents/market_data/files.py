@@ -13,6 +13,7 @@ and every repair or rejection has been logged.
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,8 +96,9 @@ def _load(path: Path) -> pd.DataFrame:
 
 
 def _load_json(path: Path) -> pd.DataFrame:
-    text = pd.io.common.get_handle(path, "r", compression="infer").handle.read()
-    data = json.loads(text)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        data = json.load(handle)
     if isinstance(data, list) and data and isinstance(data[0], list):
         # freqtrade / ccxt OHLCV arrays: [time, open, high, low, close, volume]
         return pd.DataFrame([row[:6] for row in data], columns=["open_time", *OHLCV])
