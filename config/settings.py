@@ -159,7 +159,10 @@ class MarketConfig(Section):
         description="ccxt unified symbols, e.g. BTC/USDT; empty: every symbol the files hold "
         "(a live ccxt source needs them named)",
     )
-    timeframes: CommaList = Field(default_factory=lambda: ["1h"], min_length=1)
+    timeframes: CommaList = Field(
+        default_factory=list,
+        description="ccxt timeframes, e.g. 1m, 1h; empty: every timeframe the files hold (live: 1m)",
+    )
     poll_interval_s: float = Field(10.0, gt=0, le=3600, description="REST polling period (live)")
     reconnect_max_backoff_s: float = Field(60.0, gt=0, le=3600, description="cap of the reconnect backoff")
     backfill_limit: int = Field(1000, ge=1, le=100_000, description="most candles fetched to fill a gap")
