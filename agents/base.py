@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Protocol
 
 import structlog
 
+from config import Settings
 from memory.ports import StateStore
 from topics.envelope import Envelope
 from topics.events import Event
@@ -21,10 +22,11 @@ from topics.registry import TopicSpec
 
 @dataclass(frozen=True)
 class AgentDeps:
-    """What an agent gets from its host: a namespaced state store and a bound logger."""
+    """What an agent gets from its host: a namespaced state store, a bound logger, the settings."""
 
     store: StateStore
     log: Any = field(default_factory=structlog.get_logger)
+    settings: Settings | None = None  # the host's settings; agents read their own section
 
 
 class Agent(Protocol):
@@ -40,3 +42,7 @@ class Agent(Protocol):
     async def handle(self, env: Envelope[Event]) -> Sequence[Envelope[Event]]:
         """Handle one input; return what to publish. Raise DomainError to dead-letter the input."""
         ...
+
+# An agent with state may also define `async def checkpoint(self) -> None`: the runtime calls it
+# right before committing offsets, so saved state is never behind the committed input. State
+# may be ahead of it after a crash, so such an agent ignores inputs it has already seen.

@@ -189,7 +189,9 @@ class AgentHost(_Host):
         self.state.started_at = time.monotonic()
         await upgrade(self.endpoints.postgres_url)
         self._store = self._store or self._open_store()
-        self.agent = self._agent_cls(AgentDeps(store=self._store, log=self.log))  # type: ignore[call-arg]
+        self.agent = self._agent_cls(  # type: ignore[call-arg]
+            AgentDeps(store=self._store, log=self.log, settings=self.settings)
+        )
         self.dispatcher = Dispatcher(self.agent, self.settings.agents)
         await self.agent.start()
 
@@ -304,6 +306,9 @@ class AgentHost(_Host):
             if tp in self._positions and self._committed.get(tp) != self._positions[tp]
         }
         if offsets:
+            checkpoint = getattr(self.agent, "checkpoint", None)
+            if checkpoint is not None:
+                await checkpoint()  # state first: a crash now re-reads input the state already saw
             await self._consumer.commit(offsets)
             self._committed.update({tp: meta.offset for tp, meta in offsets.items()})
 
@@ -429,7 +434,7 @@ class SourceHost(_Host):
         self.state.started_at = time.monotonic()
         await upgrade(self.endpoints.postgres_url)
         self._store = self._store or self._open_store()
-        self.agent = self._make(AgentDeps(store=self._store, log=self.log))
+        self.agent = self._make(AgentDeps(store=self._store, log=self.log, settings=self.settings))
         await self.agent.start()
         self._producer = self._new_producer()
         await self._producer.start()

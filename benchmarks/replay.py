@@ -43,6 +43,7 @@ from memory.ports import InMemoryStateStore
 from topics.admin import ensure_topics
 from topics.envelope import Envelope
 from topics.market import CandleClosed
+from topics.recording import seek_to_log_end
 from topics.registry import MARKET_CANDLES
 from topics.serialization import encode, headers
 
@@ -87,11 +88,12 @@ def encoded_candles(settings: Settings) -> list[tuple[bytes, bytes, int, list[tu
 
 
 async def end_offsets(kwargs: dict[str, Any], topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(**kwargs)
+    consumer = AIOKafkaConsumer(**kwargs, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        return await seek_to_log_end(consumer, tps)  # Tansu's end_offsets can fall short
     finally:
         await consumer.stop()
 

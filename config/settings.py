@@ -176,6 +176,37 @@ class MarketConfig(Section):
         return value
 
 
+class ScannerConfig(Section):
+    """What the scanner ranks, filters and calls a spike. Windows count candles of each stream."""
+
+    change_windows: list[int] = Field(default_factory=lambda: [1, 24], min_length=1,
+                                      description="% change windows, in candles")
+    volume_window: int = Field(24, ge=1, le=10_000, description="candles summed for quote volume")
+    rank_by: Literal["volume", "change", "price", "market_cap"] = Field(
+        "volume", description="change = the longest change window; market_cap ranks unknown caps last"
+    )
+    top: int = Field(20, ge=1, le=10_000, description="rows in each snapshot")
+    min_quote_volume: float = Field(0.0, ge=0, description="leave out instruments trading less")
+    symbols: CommaList = Field(default_factory=list, description="only these symbols (empty: all)")
+    exclude: CommaList = Field(default_factory=list, description="never these symbols")
+    bb_period: int = Field(20, ge=2, le=1000)
+    bb_nbdev: float = Field(2.0, gt=0, le=10)
+    volume_z_period: int = Field(20, ge=2, le=1000)
+    volume_z_threshold: float = Field(3.0, gt=0, le=100, description="volume z-score that is a spike")
+    fast_ma: int = Field(20, ge=2, le=1000)
+    slow_ma: int = Field(50, ge=3, le=5000)
+    snapshot_every: str = Field("1h", pattern=TIMEFRAME, description="event time between snapshots")
+    alert_cooldown: int = Field(24, ge=0, le=100_000, description="candles before the same alert repeats")
+
+    @field_validator("slow_ma")
+    @classmethod
+    def _slow_after_fast(cls, value: int, info: Any) -> int:
+        fast = info.data.get("fast_ma")
+        if fast is not None and value <= fast:
+            raise ValueError(f"slow_ma must be longer than fast_ma ({fast})")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole configuration tree. Build it with `load_settings`, not directly."""
 
@@ -197,6 +228,7 @@ class Settings(BaseSettings):
     web3: Web3Config = Web3Config()
     notifier: NotifierConfig = NotifierConfig()
     market: MarketConfig = MarketConfig()
+    scanner: ScannerConfig = ScannerConfig()
 
     @classmethod
     def settings_customise_sources(

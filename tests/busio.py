@@ -14,6 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from topics.envelope import Envelope
+from topics.recording import seek_to_log_end
 from topics.serialization import encode, headers
 
 Raw = tuple[bytes | None, bytes | None]  # (key, value)
@@ -45,7 +46,8 @@ async def end_offsets(client_kwargs: dict[str, Any], topic: str) -> dict[int, in
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        ends = await consumer.end_offsets(partitions)
+        consumer.assign(partitions)
+        ends = await seek_to_log_end(consumer, partitions)  # not end_offsets: see its docstring
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from topics.events import Event, register_event
 
@@ -99,3 +99,37 @@ class TradeExecuted(Event):
     price: float = Field(gt=0)
     amount: float = Field(gt=0)
     side: Literal["buy", "sell"] | None = None
+
+
+class ScanRow(BaseModel):
+    """One instrument in a scanner snapshot: where it ranks and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rank: int = Field(ge=1)
+    exchange: str
+    symbol: str
+    price: float = Field(gt=0, description="last close")
+    change_pct: dict[str, float | None] = Field(
+        description="% change of the close over each configured window, keyed by its length in candles"
+    )
+    quote_volume: float = Field(ge=0, description="sum of volume x close over the volume window")
+    volume_z: float | None = Field(None, description="z-score of the last candle's volume in its window")
+    bb_position: float | None = Field(
+        None, description="where the close sits in its Bollinger band: 0 = lower, 1 = upper, >1 above"
+    )
+    market_cap: float | None = Field(None, description="when a source provides it; none does yet")
+    signals: list[str] = Field(default_factory=list, description="spikes detected on the last candle")
+
+
+@register_event
+class MarketScan(Event):
+    """A ranked snapshot of the universe of one timeframe, taken on the scanner's event-time clock."""
+
+    TYPE: ClassVar[str] = "MarketScan"
+    VERSION: ClassVar[int] = 1
+
+    timeframe: str = Field(pattern=r"^[0-9]+[smhdwM]$")
+    as_of: int = Field(ge=0, description="event time of the newest candle in the snapshot, UTC ms")
+    rank_by: str
+    rows: list[ScanRow]

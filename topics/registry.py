@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from topics.events import Event
-from topics.market import CandleClosed, TickerUpdated, TradeExecuted
+from topics.market import CandleClosed, MarketScan, TickerUpdated, TradeExecuted
 from topics.system import AgentFailed, AgentHeartbeat, AlertRaised, DeadLettered, EchoObserved
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -40,6 +40,10 @@ MARKET_CANDLES = TopicSpec(
 )
 MARKET_TICKERS = TopicSpec("market.tickers", "Ticker snapshots", "exchange:symbol", (TickerUpdated,))
 MARKET_TRADES = TopicSpec("market.trades", "Public trades", "exchange:symbol", (TradeExecuted,))
+MARKET_SCAN = TopicSpec(
+    "market.scan", "Ranked snapshots of the universe from the scanner (latest per key matters)",
+    "scan:timeframe", (MarketScan,), compacted=True,
+)
 ALERTS = TopicSpec(
     "alerts", "Alerts from every agent, and agent failures", "alert name or symbol",
     (AlertRaised, AgentFailed), retention_ms=30 * DAY_MS,
@@ -104,6 +108,7 @@ class TopicRegistry:
         return [spec.name for spec in self.topics]
 
 
-REGISTRY = TopicRegistry(
-    (MARKET_CANDLES, MARKET_TICKERS, MARKET_TRADES, ALERTS, AGENTS_HEARTBEAT, DEADLETTER, DIAGNOSTICS_ECHO)
-)
+REGISTRY = TopicRegistry((
+    MARKET_CANDLES, MARKET_TICKERS, MARKET_TRADES, MARKET_SCAN, ALERTS, AGENTS_HEARTBEAT, DEADLETTER,
+    DIAGNOSTICS_ECHO,
+))
