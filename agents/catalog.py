@@ -9,9 +9,10 @@ from __future__ import annotations
 from agents.base import Agent
 from agents.echo import EchoAgent
 from agents.market_data.agent import MarketDataAgent
+from agents.scanner import ScannerAgent
 from config import CryptiqError
 
-AGENTS: dict[str, type] = {cls.name: cls for cls in (MarketDataAgent, EchoAgent)}
+AGENTS: dict[str, type] = {cls.name: cls for cls in (MarketDataAgent, ScannerAgent, EchoAgent)}
 
 
 class UnknownAgentError(CryptiqError):

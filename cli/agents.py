@@ -43,6 +43,22 @@ def parse_speed(text: str) -> float | None:
     return value
 
 
+def with_source(settings: Settings, source: str | None) -> Settings:
+    """`settings` with `market.source` replaced, validated like the config key."""
+    if source is None:
+        return settings
+    from pydantic import ValidationError
+
+    from config.settings import MarketConfig
+
+    try:
+        market = MarketConfig.model_validate({**settings.market.model_dump(), "source": source})
+    except ValidationError:
+        hint = "use files or ccxt:<exchange id>, e.g. ccxt:binance"
+        raise fail(f"--source {source!r} is not valid: {hint}") from None
+    return settings.model_copy(update={"market": market})
+
+
 def agent(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The agent to run (see `cryptiq agent --list`).")] = "",
@@ -80,6 +96,10 @@ def run(
     follow: Annotated[
         bool, typer.Option("--follow", help="Keep running after the file sources are replayed.")
     ] = False,
+    source: Annotated[
+        str | None,
+        typer.Option(help="Market data source, overriding market.source: files or ccxt:<exchange id>."),
+    ] = None,
 ) -> None:
     """Bring the servers up, then run the agents here: the demo on the bundled real data.
 
@@ -94,7 +114,7 @@ def run(
     names = [part.strip() for part in agents.split(",") if part.strip()] if agents else sorted(AGENTS)
     classes = [agent_class(name) for name in names]
     pace = parse_speed(speed)
-    settings = settings_of(ctx)
+    settings = with_source(settings_of(ctx), source)
     endpoints = bring_up(settings)
     raise typer.Exit(_serve(settings, endpoints, classes, pace, follow=follow, view=True))
 

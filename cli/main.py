@@ -59,13 +59,14 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def _register() -> None:
-    from cli import agents, data, infra, recording, scan, topics
+    from cli import agents, data, indicators, infra, recording, scan, topics
 
     app.command("agent")(agents.agent)
     app.command("run")(agents.run)
     app.command("scan")(scan.scan)
     app.command("record")(recording.record)
     app.command("replay")(recording.replay)
+    app.command("indicators")(indicators.indicators)
 
     app.add_typer(infra.app, name="infra", help="Start, inspect and stop Kafka, Redis and Postgres.")
     app.add_typer(topics.app, name="topics", help="List topics and print their JSON Schemas.")
