@@ -215,7 +215,7 @@ async def measure(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4,320 candles per stream instead of 43,200")
-    parser.add_argument("--agent", default="echo", help="the consuming agent (default: echo)")
+    parser.add_argument("--agent", default="scanner", help="the consuming agent (default: scanner)")
     args = parser.parse_args()
     if not OHLCV.is_dir():
         parser.error(f"{OHLCV} not found: set CRYPTIQ_SHARED to the shared folder")
