@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 import infra
 from agents.logs import configure_logging
 from agents.market_data.agent import MarketDataAgent, store_dir
-from agents.market_data.files import read_candles
+from agents.market_data.files import read_candles, shared_datasets
 from agents.runtime import SourceHost
 from config import Settings, load_settings
 from memory.ports import InMemoryStateStore
@@ -47,8 +47,7 @@ from topics.recording import seek_to_log_end
 from topics.registry import MARKET_CANDLES
 from topics.serialization import encode, headers
 
-SHARED = Path(os.environ.get("CRYPTIQ_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-OHLCV = SHARED / "datasets" / "ohlcv"
+OHLCV = shared_datasets() / "ohlcv"
 MONTH = 43_200
 STREAMS = [
     *[("binance", f"{b}/USDT", f"binance_spot_1m_2023-03_2023-05/{b}_USDT-1m.csv.gz")
@@ -217,8 +216,6 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="4,320 candles per stream instead of 43,200")
     parser.add_argument("--agent", default="scanner", help="the consuming agent (default: scanner)")
     args = parser.parse_args()
-    if not OHLCV.is_dir():
-        parser.error(f"{OHLCV} not found: set CRYPTIQ_SHARED to the shared folder")
     with tempfile.TemporaryDirectory(prefix="cryptiq-replay-") as tmp:
         settings = load_settings().model_copy(update={"home": Path(tmp)})
         configure_logging(settings.log.model_copy(update={"level": "WARNING"}))

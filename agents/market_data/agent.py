@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from agents.base import AgentDeps
+from agents.market_data.ccxt_source import CcxtMarketSource
 from agents.market_data.core import MarketDataCore, Stream
 from agents.market_data.files import CandleSource, bundled_candles, read_raw_candles
 from agents.market_data.quality import RawCandle
@@ -24,7 +25,7 @@ from config import Settings
 from config.errors import ConfigError
 from topics.envelope import Envelope
 from topics.events import Event
-from topics.registry import ALERTS, DEADLETTER, MARKET_CANDLES, TopicSpec
+from topics.registry import ALERTS, DEADLETTER, MARKET_CANDLES, MARKET_TICKERS, TopicSpec
 
 STATE_KEY = "gates"
 
@@ -68,8 +69,10 @@ class MarketDataAgent:
         self._cache: dict[Path, list[RawCandle]] = {}
 
     @classmethod
-    def from_settings(cls, deps: AgentDeps, settings: Settings) -> MarketDataAgent:
-        """The agent for `market.source` (files: imported files, else the bundled dataset)."""
+    def from_settings(cls, deps: AgentDeps, settings: Settings) -> MarketDataAgent | LiveMarketDataAgent:
+        """The agent for `market.source`: files (imported, else bundled) or a live ccxt exchange."""
+        if settings.market.source.startswith("ccxt:"):
+            return LiveMarketDataAgent.from_settings(deps, settings)
         sources = file_sources(settings)
         if not sources:
             raise ConfigError(
@@ -122,3 +125,83 @@ class MarketDataAgent:
     @staticmethod
     def _stream(source: CandleSource) -> Stream:
         return Stream(source.exchange, source.symbol, source.timeframe, source.path.name)
+
+
+class LiveMarketDataAgent:
+    """Publishes closed candles and tickers from a live ccxt exchange (`market.source: ccxt:<id>`).
+
+    Candles go through the same core and quality gate as files; on restart each stream resumes
+    after its last published candle and the downtime is backfilled by the source.
+    """
+
+    name: ClassVar[str] = "market_data"
+    produces: ClassVar[tuple[TopicSpec, ...]] = (MARKET_CANDLES, MARKET_TICKERS, DEADLETTER, ALERTS)
+
+    def __init__(self, deps: AgentDeps, settings: Settings) -> None:
+        self.deps = deps
+        self.settings = settings
+        self.core = MarketDataCore()
+        self.source: CcxtMarketSource | None = None
+
+    @classmethod
+    def from_settings(cls, deps: AgentDeps, settings: Settings) -> LiveMarketDataAgent:
+        market = settings.market
+        if not market.symbols:
+            raise ConfigError(f"market.source = {market.source} needs market.symbols, e.g. BTC/USDT,ETH/USDT")
+        if not market.timeframes:
+            one_minute = market.model_copy(update={"timeframes": ["1m"]})
+            settings = settings.model_copy(update={"market": one_minute})
+        return cls(deps, settings)
+
+    async def start(self) -> None:
+        saved = await self.deps.store.load(STATE_KEY)
+        self.core = MarketDataCore(orjson.loads(saved) if saved else None)
+        exchange_id = self.settings.market.source.removeprefix("ccxt:")
+        resume = {key: gate["last"][0] for key, gate in self.core.state().items() if gate.get("last")}
+        self.source = CcxtMarketSource.create(
+            exchange_id, self.settings.market, self.settings.exchanges.get(exchange_id), last_closed=resume,
+        )
+
+    async def checkpoint(self) -> None:
+        await self.deps.store.save(STATE_KEY, orjson.dumps(self.core.state()))
+
+    def rows_done(self) -> int:
+        return self.core.published.rows
+
+    async def envelopes(self) -> AsyncIterator[Envelope[Event]]:
+        assert self.source is not None
+        source = self.source
+        try:
+            async for item in merge(self._candles(source), source.tickers()):
+                yield item
+        finally:
+            await source.close()
+
+    async def _candles(self, source: CcxtMarketSource) -> AsyncIterator[Envelope[Event]]:
+        async for stream, raw in source.candles():
+            for env in self.core.handle(stream, raw):
+                yield env
+
+
+async def merge(*iterators: AsyncIterator[Envelope[Event]]) -> AsyncIterator[Envelope[Event]]:
+    """Items of several async iterators as they come; an error in one is raised here."""
+    queue: asyncio.Queue[Envelope[Event] | BaseException] = asyncio.Queue(1000)
+
+    async def pump(iterator: AsyncIterator[Envelope[Event]]) -> None:
+        try:
+            async for item in iterator:
+                await queue.put(item)
+        except Exception as exc:
+            await queue.put(exc)
+
+    tasks = [asyncio.create_task(pump(iterator)) for iterator in iterators]
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,3 +176,20 @@ def bundled_candles() -> list[CandleSource]:
         base = path.name.split("_USDT-")[0]
         sources.append(CandleSource(path, "binance", f"{base}/USDT", "1h"))
     return sources
+
+
+def shared_datasets() -> Path:
+    """The team's recorded datasets (`shared/datasets` next to the checkout), for tests and benchmarks.
+
+    `CRYPTIQ_SHARED` names the `shared` folder explicitly; otherwise the folder beside the
+    repository, then the workplace's `/work/shared`. Installed packages ship only the bundled data.
+    """
+    explicit = os.environ.get("CRYPTIQ_SHARED")
+    candidates = [Path(explicit)] if explicit else []
+    candidates += [Path(__file__).resolve().parents[3] / "shared", Path("/work/shared")]
+    for folder in candidates:
+        if (folder / "datasets").is_dir():
+            return folder / "datasets"
+    raise CandleFileError(
+        f"the shared datasets are not in any of {', '.join(map(str, candidates))}: set CRYPTIQ_SHARED"
+    )

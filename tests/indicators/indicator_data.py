@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 import pandas as pd
 
-OHLCV = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "ohlcv"
+from agents.market_data.files import shared_datasets
+
+OHLCV = shared_datasets() / "ohlcv"
 
 # (id, file, first row, rows): a few thousand candles each keeps the whole directory fast.
 DATASETS = (

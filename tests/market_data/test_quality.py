@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.market_data.files import read_raw_candles
+from agents.market_data.files import read_raw_candles, shared_datasets
 from agents.market_data.quality import CandleQualityGate, RawCandle, clean_frame, infer_timeframe
 
 HOUR = 3_600_000
-REAL = "/work/shared/datasets/ohlcv/binance_spot_1h_2017-2022/BTC_USDT-1h.csv.gz"
+REAL = shared_datasets() / "ohlcv" / "binance_spot_1h_2017-2022" / "BTC_USDT-1h.csv.gz"
 
 
 def c(t: int, *, o: float = 100, h: float = 110, lo: float = 90, cl: float = 105, v: float = 1) -> RawCandle:
