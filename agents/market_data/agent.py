@@ -9,6 +9,7 @@ nothing was imported, merged by event time through the data-quality gate.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -17,12 +18,12 @@ import numpy as np
 import orjson
 
 from agents.base import AgentDeps
-from agents.market_data.ccxt_source import CcxtMarketSource
+from agents.market_data.ccxt_source import CcxtMarketSource, backoff_delay
 from agents.market_data.core import MarketDataCore, Stream
 from agents.market_data.files import CandleSource, bundled_candles, read_raw_candles
 from agents.market_data.quality import RawCandle
 from config import Settings
-from config.errors import ConfigError
+from config.errors import ConfigError, RetriableError
 from topics.envelope import Envelope
 from topics.events import Event
 from topics.registry import ALERTS, DEADLETTER, MARKET_CANDLES, MARKET_TICKERS, TopicSpec
@@ -172,10 +173,26 @@ class LiveMarketDataAgent:
         assert self.source is not None
         source = self.source
         try:
+            await self._open(source)
             async for item in merge(self._candles(source), source.tickers()):
                 yield item
         finally:
             await source.close()
+
+    async def _open(self, source: CcxtMarketSource) -> None:
+        """Load the exchange's markets, retrying while the exchange cannot be reached."""
+        rng = random.Random(0)
+        attempt = 0
+        while True:
+            try:
+                await source.open()
+                return
+            except RetriableError as exc:
+                cap = self.settings.market.reconnect_max_backoff_s
+                delay = backoff_delay(attempt, cap, rng)
+                self.deps.log.warning("exchange unreachable; retrying", error=str(exc), delay_s=delay)
+                await asyncio.sleep(delay)
+                attempt += 1
 
     async def _candles(self, source: CcxtMarketSource) -> AsyncIterator[Envelope[Event]]:
         async for stream, raw in source.candles():
