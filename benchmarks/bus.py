@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import infra
@@ -45,7 +45,7 @@ from infra import install_leave_group_fix
 from topics.admin import ensure_topics
 from topics.envelope import Envelope
 from topics.market import CandleClosed
-from topics.recording import seek_to_log_end
+from topics.recording import log_end_offsets
 from topics.registry import DIAGNOSTICS_ECHO, MARKET_CANDLES
 from topics.serialization import encode
 
@@ -71,22 +71,11 @@ def candles(count: int, round_no: int) -> list[tuple[bytes, bytes, int]]:
     return out
 
 
-async def end_offsets(kwargs: dict[str, Any], topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(**kwargs, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        return await seek_to_log_end(consumer, tps)  # Tansu's end_offsets can fall short
-    finally:
-        await consumer.stop()
-
-
 async def pipeline(
     kwargs: dict[str, Any], src: str, dst: str, messages: list[tuple[bytes, bytes, int]]
 ) -> float:
     """Produce `messages` into `src`, read as many from `dst`; events/s end to end."""
-    start = await end_offsets(kwargs, dst)
+    start = await log_end_offsets(kwargs, dst)
     consumer = AIOKafkaConsumer(**kwargs, enable_auto_commit=False)
     await consumer.start()
     consumer.assign(list(start))

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 import infra
 from agents.logs import configure_logging
@@ -43,7 +43,7 @@ from memory.ports import InMemoryStateStore
 from topics.admin import ensure_topics
 from topics.envelope import Envelope
 from topics.market import CandleClosed
-from topics.recording import seek_to_log_end
+from topics.recording import log_end_offsets
 from topics.registry import MARKET_CANDLES
 from topics.serialization import encode, headers
 
@@ -86,20 +86,9 @@ def encoded_candles(settings: Settings) -> list[tuple[bytes, bytes, int, list[tu
     return out
 
 
-async def end_offsets(kwargs: dict[str, Any], topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(**kwargs, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        return await seek_to_log_end(consumer, tps)  # Tansu's end_offsets can fall short
-    finally:
-        await consumer.stop()
-
-
 async def reference(kwargs: dict[str, Any], topic: str, messages: list[Any]) -> tuple[float, float]:
     """(produce-only events/s, produce+consume events/s) with plain aiokafka."""
-    start = await end_offsets(kwargs, topic)
+    start = await log_end_offsets(kwargs, topic)
     consumer = AIOKafkaConsumer(**kwargs, enable_auto_commit=False)
     await consumer.start()
     consumer.assign(list(start))

@@ -14,7 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from topics.envelope import Envelope
-from topics.recording import seek_to_log_end
+from topics.recording import log_end_offsets
 from topics.serialization import encode, headers
 
 Raw = tuple[bytes | None, bytes | None]  # (key, value)
@@ -42,15 +42,8 @@ async def produce(client_kwargs: dict[str, Any], topic: str, items: Iterable[Env
 
 async def end_offsets(client_kwargs: dict[str, Any], topic: str) -> dict[int, int]:
     """partition -> next offset of `topic` now: read from here to see only what comes next."""
-    consumer = AIOKafkaConsumer(**client_kwargs, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        ends = await seek_to_log_end(consumer, partitions)  # not end_offsets: see its docstring
-        return {tp.partition: offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
+    ends = await log_end_offsets(client_kwargs, topic)
+    return {tp.partition: offset for tp, offset in ends.items()}
 
 
 async def collect(

@@ -399,6 +399,18 @@ async def seek_to_log_end(
     return ends
 
 
+async def log_end_offsets(client_kwargs: dict[str, Any], topic: str) -> dict[TopicPartition, int]:
+    """The true end offset of each partition of `topic` (see `seek_to_log_end`), from a new consumer."""
+    consumer = AIOKafkaConsumer(**client_kwargs, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        return await seek_to_log_end(consumer, partitions)
+    finally:
+        await consumer.stop()
+
+
 class Recorder:
     """Consumes topics (no consumer group) and writes what arrives into a recording.
 

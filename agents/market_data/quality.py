@@ -25,26 +25,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import structlog
 
+from indicators.catalog import CandleRow
 from topics.market import timeframe_ms
 
 log = structlog.get_logger("cryptiq.market_data.quality")
 
 
-class RawCandle(NamedTuple):
-    """A candle as a source gave it, before any check."""
-
-    open_time: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
+# A candle as a source gave it, before any check: the plain candle tuple the indicators use.
+RawCandle = CandleRow
 
 
 @dataclass(frozen=True)
