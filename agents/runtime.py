@@ -404,6 +404,7 @@ class SourceHost(_Host):
     """Runs a source agent: paces its envelopes by event time, publishes them, checkpoints.
 
     `speed` is how many times faster than real time to replay (`None`: as fast as possible);
+    `from_start` forgets the saved progress first, so a file source publishes everything again;
     pacing sleeps on the monotonic clock, which is scheduling, never a decision input. `done`
     is set when the source is exhausted and everything it yielded is on the broker.
     """
@@ -418,9 +419,11 @@ class SourceHost(_Host):
         speed: float | None = None,
         store: StateStore | None = None,
         instance: str | None = None,
+        from_start: bool = False,
     ) -> None:
         super().__init__(name, settings, endpoints, instance)
         self.speed = speed
+        self.from_start = from_start
         self.agent: SourceAgent | None = None
         self.published: Counter[str] = Counter()
         self.done = asyncio.Event()
@@ -434,6 +437,9 @@ class SourceHost(_Host):
         self.state.started_at = time.monotonic()
         await upgrade(self.endpoints.postgres_url)
         self._store = self._store or self._open_store()
+        if self.from_start:  # forget how far the source got: publish everything again
+            for key in await self._store.keys():
+                await self._store.delete(key)
         self.agent = self._make(AgentDeps(store=self._store, log=self.log, settings=self.settings))
         await self.agent.start()
         self._producer = self._new_producer()

@@ -100,6 +100,10 @@ def run(
         str | None,
         typer.Option(help="Market data source, overriding market.source: files or ccxt:<exchange id>."),
     ] = None,
+    from_start: Annotated[
+        bool,
+        typer.Option("--from-start", help="Replay the files from the beginning even if they were published."),
+    ] = False,
 ) -> None:
     """Bring the servers up, then run the agents here: the demo on the bundled real data.
 
@@ -116,10 +120,13 @@ def run(
     pace = parse_speed(speed)
     settings = with_source(settings_of(ctx), source)
     endpoints = bring_up(settings)
-    raise typer.Exit(_serve(settings, endpoints, classes, pace, follow=follow, view=True))
+    code = _serve(settings, endpoints, classes, pace, follow=follow, view=True, from_start=from_start)
+    raise typer.Exit(code)
 
 
-def _hosts(settings: Settings, endpoints: Endpoints, classes: list[type], speed: float | None) -> list[Host]:
+def _hosts(
+    settings: Settings, endpoints: Endpoints, classes: list[type], speed: float | None, *, from_start: bool
+) -> list[Host]:
     from agents.catalog import is_source
     from agents.runtime import AgentHost, SourceHost
 
@@ -128,7 +135,7 @@ def _hosts(settings: Settings, endpoints: Endpoints, classes: list[type], speed:
         if is_source(cls):
             hosts.append(SourceHost(
                 lambda deps, cls=cls: cls.from_settings(deps, settings), cls.name, settings, endpoints,
-                speed=speed,
+                speed=speed, from_start=from_start,
             ))
         else:
             hosts.append(AgentHost(cls, settings, endpoints))
@@ -138,7 +145,7 @@ def _hosts(settings: Settings, endpoints: Endpoints, classes: list[type], speed:
 
 def _serve(
     settings: Settings, endpoints: Endpoints, classes: list[type], speed: float | None, *, follow: bool,
-    view: bool,
+    view: bool, from_start: bool = False,
 ) -> int:
     from agents.runtime import SourceHost
 
@@ -147,7 +154,7 @@ def _serve(
         stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        hosts = _hosts(settings, endpoints, classes, speed)
+        hosts = _hosts(settings, endpoints, classes, speed, from_start=from_start)
         streams = [host for host in hosts if not isinstance(host, SourceHost)]
         sources = [host for host in hosts if isinstance(host, SourceHost)]
         started: list[Host] = []
