@@ -35,10 +35,12 @@ def messy_store(settings: Settings, symbol: str) -> pd.DataFrame:
     return frame
 
 
-async def run_source(settings: Settings, endpoints: Endpoints, store: InMemoryStateStore) -> SourceHost:
+async def run_source(
+    settings: Settings, endpoints: Endpoints, store: InMemoryStateStore, *, from_start: bool = False
+) -> SourceHost:
     host = SourceHost(
         lambda deps: MarketDataAgent.from_settings(deps, settings), "market_data", settings, endpoints,
-        store=store,
+        store=store, from_start=from_start,
     )
     await host.start()
     try:
@@ -94,3 +96,5 @@ async def test_replays_files_through_the_quality_gate_and_resumes_without_republ
 
     second = await run_source(local, endpoints, store)  # a restart with the saved progress
     assert sum(second.published.values()) == 0
+    again = await run_source(local, endpoints, store, from_start=True)  # `cryptiq run --from-start`
+    assert again.published == first.published
