@@ -10,9 +10,12 @@ from agents.base import Agent
 from agents.echo import EchoAgent
 from agents.market_data.agent import MarketDataAgent
 from agents.scanner import ScannerAgent
+from agents.technical import TechnicalAgent
 from config import CryptiqError
 
-AGENTS: dict[str, type] = {cls.name: cls for cls in (MarketDataAgent, ScannerAgent, EchoAgent)}
+AGENTS: dict[str, type] = {
+    cls.name: cls for cls in (MarketDataAgent, ScannerAgent, TechnicalAgent, EchoAgent)
+}
 
 
 class UnknownAgentError(CryptiqError):

@@ -59,7 +59,7 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def _register() -> None:
-    from cli import agents, data, indicators, infra, recording, scan, topics
+    from cli import agents, data, indicators, infra, ladder, recording, scan, topics, train
 
     app.command("agent")(agents.agent)
     app.command("run")(agents.run)
@@ -67,10 +67,12 @@ def _register() -> None:
     app.command("record")(recording.record)
     app.command("replay")(recording.replay)
     app.command("indicators")(indicators.indicators)
+    app.command("ladder")(ladder.ladder)
 
     app.add_typer(infra.app, name="infra", help="Start, inspect and stop Kafka, Redis and Postgres.")
     app.add_typer(topics.app, name="topics", help="List topics and print their JSON Schemas.")
     app.add_typer(data.app, name="data", help="Import candle files into the local store and list them.")
+    app.add_typer(train.app, name="train", help="Train models on candle files and register new versions.")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -35,6 +36,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from config.alert_rules import AlertSyntaxError, parse_condition
 from config.errors import ConfigError
 
 ENV_PREFIX = "CRYPTIQ_"
@@ -207,6 +209,139 @@ class ScannerConfig(Section):
         return value
 
 
+class AlertRule(Section):
+    """A user alert the technical agent evaluates on every candle of the streams it applies to.
+
+    `when` is a condition in the grammar of `config.alert_rules` (checked here, at load);
+    `symbols` is a list of symbols, `topN` (the N streams of the timeframe with the largest
+    quote volume over the last 24 candles), or empty for every symbol; `timeframes` empty means
+    all. After firing, the rule stays quiet on that stream for `cooldown` candles.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="stable name, the AlertRaised name")
+    when: str = Field(description="condition, e.g. 'rsi_14 < 30' or 'ema_20 crosses_above ema_50'")
+    symbols: list[str] | str = Field(default_factory=list, description="symbols, topN, or empty for all")
+    timeframes: list[str] = Field(default_factory=list, description="timeframes, empty for all")
+    cooldown: int = Field(12, ge=0, le=100_000, description="candles before the rule may fire again")
+    severity: Literal["info", "warning", "critical"] = "info"
+
+    @field_validator("when")
+    @classmethod
+    def _check_when(cls, value: str, info: Any) -> str:
+        try:
+            parse_condition(value)
+        except AlertSyntaxError as exc:
+            raise ValueError(f"alert rule {info.data.get('name', '?')!r}: {exc}") from None
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _check_symbols(cls, value: list[str] | str, info: Any) -> list[str] | str:
+        rule = info.data.get("name", "?")
+        if isinstance(value, str):
+            if re.fullmatch(r"top[1-9][0-9]*", value):
+                return value
+            raise ValueError(f"alert rule {rule!r}: symbols {value!r} is not allowed; use a list such as "
+                             "[ETH/USDT], topN such as top10, or leave it out for every symbol")
+        bad = [symbol for symbol in value if not re.fullmatch(r"[A-Za-z0-9._-]+/[A-Za-z0-9._:-]+", symbol)]
+        if bad:
+            raise ValueError(f"alert rule {rule!r}: symbols {bad} are not ccxt symbols like ETH/USDT")
+        return value
+
+    @field_validator("timeframes")
+    @classmethod
+    def _check_timeframes(cls, value: list[str], info: Any) -> list[str]:
+        bad = [tf for tf in value if not re.fullmatch(TIMEFRAME, tf)]
+        if bad:
+            raise ValueError(f"alert rule {info.data.get('name', '?')!r}: timeframes {bad} are not "
+                             "ccxt timeframes like 1m, 1h, 1d")
+        return value
+
+
+class TechnicalConfig(Section):
+    """The technical agent: which indicators, what counts as a signal, how outcomes are judged, alerts."""
+
+    indicators: CommaList = Field(
+        default_factory=list,
+        description="indicators computed beyond the standard set (e.g. rsi_7,ema_200): in every "
+        "snapshot and usable in alerts",
+    )
+    horizon: int = Field(24, ge=1, le=10_000, description="candles after which a signal's outcome is judged")
+    fee: float = Field(0.001, ge=0, lt=0.1, description="fee per side as a fraction; a hit must beat 2 x fee")
+    rsi_overbought: float = Field(70.0, gt=0, lt=100)
+    rsi_oversold: float = Field(30.0, gt=0, lt=100)
+    volume_z_threshold: float = Field(3.0, gt=0, le=100, description="volume z-score (20) that is a spike")
+    squeeze_lookback: int = Field(120, ge=2, le=100_000, description="candles a Bollinger squeeze is the "
+                                  "narrowest of")
+    credible_level: float = Field(0.9, gt=0, lt=1, description="mass of the credible interval of hit rates")
+    model_name: str = Field("technical", pattern=r"^[A-Za-z0-9_.-]+$",
+                            description="registered model whose latest version decides buy/sell/hold")
+    alerts: list[AlertRule] = Field(default_factory=list, description="user alert rules")
+
+    @field_validator("rsi_oversold")
+    @classmethod
+    def _oversold_below_overbought(cls, value: float, info: Any) -> float:
+        high = info.data.get("rsi_overbought")
+        if high is not None and value >= high:
+            raise ValueError(f"rsi_oversold must be below rsi_overbought ({high:g})")
+        return value
+
+    @field_validator("alerts")
+    @classmethod
+    def _unique_names(cls, value: list[AlertRule]) -> list[AlertRule]:
+        names = [rule.name for rule in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"alert rule names must be unique; repeated: {', '.join(twice)}")
+        return value
+
+
+class RiskConfig(Section):
+    """The risk engine: how trades are sized and stopped, and the limits that resize or reject them.
+
+    Fractions are of equity (0.01 = 1 %); exposures are notional at mark over equity. A limit an
+    intent would breach resizes it to fit when some room is left, and rejects it otherwise.
+    """
+
+    sizing: Literal["fixed_fraction", "kelly"] = Field(
+        "fixed_fraction", description="fixed_fraction: risk `risk_per_trade`; kelly: fractional Kelly from "
+        "the strategy's win rate and payoff, which also caps any size the intent asks for",
+    )
+    risk_per_trade: Decimal = Field(Decimal("0.01"), gt=0, le=1, description="equity lost if the stop is hit")
+    max_risk_per_trade: Decimal = Field(Decimal("0.02"), gt=0, le=1,
+                                        description="cap on the risk of any trade, whatever sized it")
+    kelly_fraction: Decimal = Field(Decimal("0.5"), gt=0, le=1, description="share of full Kelly to bet")
+    kelly_min_trades: int = Field(20, ge=0, le=1_000_000, description="trades a track record needs for Kelly")
+    stop_atr: Decimal = Field(Decimal("2"), gt=0, le=100, description="stop distance in ATRs when the intent "
+                              "has no stop")
+    take_profit_atr: Decimal = Field(Decimal("3"), gt=0, le=1000, description="target distance in ATRs when "
+                                     "the intent has no target")
+    trailing_atr: Decimal = Field(Decimal("2"), ge=0, le=100,
+                                  description="trailing stop distance in ATRs; 0: no trailing stop")
+    min_risk_reward: Decimal = Field(Decimal("1.5"), ge=0, le=100, description="reject trades whose target "
+                                     "is fewer R away")
+    max_symbol_exposure: Decimal = Field(Decimal("0.25"), gt=0, le=100,
+                                         description="|position notional| in one instrument / equity")
+    max_total_exposure: Decimal = Field(Decimal("1"), gt=0, le=100,
+                                        description="|net notional| (longs minus shorts) / equity")
+    max_leverage: Decimal = Field(Decimal("1"), gt=0, le=100, description="gross notional / equity")
+    max_open_positions: int = Field(5, ge=1, le=10_000, description="instruments held at once")
+    daily_loss_limit: Decimal = Field(Decimal("0.05"), gt=0, le=1, description="loss from the UTC day's "
+                                      "first equity that stops new risk until the next UTC day")
+    max_drawdown: Decimal = Field(Decimal("0.2"), gt=0, le=1, description="drawdown from peak equity that "
+                                  "trips the breaker: risk-off until reset")
+    min_notional: Decimal = Field(Decimal("10"), ge=0, description="smallest order value worth sending, in "
+                                  "the quote currency")
+
+    @field_validator("max_risk_per_trade")
+    @classmethod
+    def _cap_above_default(cls, value: Decimal, info: Any) -> Decimal:
+        base = info.data.get("risk_per_trade")
+        if base is not None and value < base:
+            raise ValueError(f"max_risk_per_trade must be at least risk_per_trade ({base})")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole configuration tree. Build it with `load_settings`, not directly."""
 
@@ -229,6 +364,8 @@ class Settings(BaseSettings):
     notifier: NotifierConfig = NotifierConfig()
     market: MarketConfig = MarketConfig()
     scanner: ScannerConfig = ScannerConfig()
+    technical: TechnicalConfig = TechnicalConfig()
+    risk: RiskConfig = RiskConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -271,8 +408,11 @@ def _describe(error: dict[str, Any], yaml_path: Path | None) -> str:
     key = ".".join(str(part) for part in loc) or "(top level)"
     value = error.get("input")
     shown = "**********" if isinstance(value, str) and _looks_secret(key) else repr(value)
-    variable = env_name(loc)
-    origin = f"environment variable {variable}" if variable in os.environ else (
+    # A list or mapping may come whole from one variable (CRYPTIQ_TECHNICAL_ALERTS='[...]'): the
+    # longest prefix of the key that names a set variable is where the value came from.
+    variables = [env_name(loc[:end]) for end in range(len(loc), 0, -1)]
+    variable = next((name for name in variables if name in os.environ), None)
+    origin = f"environment variable {variable}" if variable is not None else (
         f"config file {yaml_path}" if yaml_path else "defaults"
     )
     if error["type"] == "extra_forbidden":

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 
 from topics.events import Event
 from topics.market import CandleClosed, MarketScan, TickerUpdated, TradeExecuted
+from topics.orders import OrderFilled, OrderUpdated
 from topics.system import AgentFailed, AgentHeartbeat, AlertRaised, DeadLettered, EchoObserved
+from topics.technical import TechnicalSignal
+from topics.trading import KillSwitchChanged, OrderIntent, RiskBreakdown, RiskDecision, RiskModeChanged
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -44,6 +47,10 @@ MARKET_SCAN = TopicSpec(
     "market.scan", "Ranked snapshots of the universe from the scanner (latest per key matters)",
     "scan:timeframe", (MarketScan,), compacted=True,
 )
+SIGNALS_TECHNICAL = TopicSpec(
+    "signals.technical", "Indicators, discrete signals and a buy/sell/hold decision per closed candle, "
+    "each with the Bayesian confidence of its hit rate", "exchange:symbol:timeframe", (TechnicalSignal,),
+)
 ALERTS = TopicSpec(
     "alerts", "Alerts from every agent, and agent failures", "alert name or symbol",
     (AlertRaised, AgentFailed), retention_ms=30 * DAY_MS,
@@ -55,6 +62,30 @@ AGENTS_HEARTBEAT = TopicSpec(
 DEADLETTER = TopicSpec(
     "deadletter", "Messages that failed decoding, validation or handling, with the reason and "
     "the original bytes", "original topic:partition", (DeadLettered,), retention_ms=None,
+)
+ORDERS = TopicSpec(
+    "orders", "Every state change of every order, with the whole order after it", "exchange:symbol",
+    (OrderUpdated,), retention_ms=30 * DAY_MS,
+)
+EXECUTION_REPORTS = TopicSpec(
+    "execution.reports", "Fills: price, quantity, fee and liquidity of each execution", "exchange:symbol",
+    (OrderFilled,), retention_ms=30 * DAY_MS,
+)
+STRATEGY_INTENTS = TopicSpec(
+    "strategy.intents", "Strategies' proposals to trade, for risk to approve", "exchange:symbol",
+    (OrderIntent,),
+)
+RISK_DECISIONS = TopicSpec(
+    "risk.decisions", "Risk's answer to each intent: approved, resized or rejected, with reasons",
+    "exchange:symbol", (RiskDecision,), retention_ms=30 * DAY_MS,
+)
+RISK_BREAKDOWN = TopicSpec(
+    "risk.breakdown", "Exposure, volatility, liquidity, concentration and correlation per portfolio "
+    "(latest per key matters)", "portfolio", (RiskBreakdown,), compacted=True,
+)
+RISK_CONTROL = TopicSpec(
+    "risk.control", "Kill switch and drawdown breaker changes (compacted: the latest per key is the "
+    "switch's state)", "kill_switch or risk_mode", (KillSwitchChanged, RiskModeChanged), compacted=True,
 )
 DIAGNOSTICS_ECHO = TopicSpec(
     "diagnostics.echo", "What the echo agent saw: an end-to-end probe of the pipeline",
@@ -110,5 +141,6 @@ class TopicRegistry:
 
 REGISTRY = TopicRegistry((
     MARKET_CANDLES, MARKET_TICKERS, MARKET_TRADES, MARKET_SCAN, ALERTS, AGENTS_HEARTBEAT, DEADLETTER,
-    DIAGNOSTICS_ECHO,
+    DIAGNOSTICS_ECHO, SIGNALS_TECHNICAL, ORDERS, EXECUTION_REPORTS,
+    STRATEGY_INTENTS, RISK_DECISIONS, RISK_BREAKDOWN, RISK_CONTROL,
 ))

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from agents.catalog import AGENTS
 from busio import Tail, end_offsets, produce
 from config import Settings
 from factories import candle_series
@@ -128,7 +129,7 @@ def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_agent_command_errors_are_one_line_and_list_shows_the_agents(tmp_path: Path) -> None:
     unknown = run_cli(tmp_path, "agent", "nope")
     assert unknown.returncode == 2
-    assert unknown.stderr.strip() == "error: unknown agent 'nope'; known agents: echo, market_data, scanner"
+    assert unknown.stderr.strip() == f"error: unknown agent 'nope'; known agents: {', '.join(sorted(AGENTS))}"
 
     not_up = run_cli(tmp_path, "agent", "echo")
     assert not_up.returncode == 2
@@ -138,7 +139,8 @@ def test_agent_command_errors_are_one_line_and_list_shows_the_agents(tmp_path: P
 
     listed = run_cli(tmp_path, "agent", "--list")
     assert listed.returncode == 0
-    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["echo", "market_data", "scanner"]
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == sorted(AGENTS)
+    assert {"echo", "market_data", "scanner", "technical"} <= set(AGENTS)
 
     bad_option = run_cli(tmp_path, "run", "--agents", "echo,nope")
     assert bad_option.returncode == 2
