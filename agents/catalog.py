@@ -6,6 +6,7 @@ read files or exchanges and run in `SourceHost`.
 
 from __future__ import annotations
 
+from agents.alert_orchestrator import AlertOrchestratorAgent
 from agents.base import Agent
 from agents.echo import EchoAgent
 from agents.market_data.agent import MarketDataAgent
@@ -14,7 +15,8 @@ from agents.technical import TechnicalAgent
 from config import CryptiqError
 
 AGENTS: dict[str, type] = {
-    cls.name: cls for cls in (MarketDataAgent, ScannerAgent, TechnicalAgent, EchoAgent)
+    cls.name: cls
+    for cls in (MarketDataAgent, ScannerAgent, TechnicalAgent, AlertOrchestratorAgent, EchoAgent)
 }
 
 

@@ -318,4 +318,7 @@ async def _live_view(hosts: list[Host], watch: object) -> None:
 def _print_summary(hosts: list[Host], seconds: float) -> None:
     from rich.console import Console
 
-    Console().print(_table(hosts, f"summary after {seconds:.1f} s"))
+    console = Console()
+    # Piped output (no terminal to measure) gets room for the whole table instead of 80 columns.
+    summary = _table(hosts, f"summary after {seconds:.1f} s")
+    (console if console.is_terminal else Console(width=140)).print(summary)

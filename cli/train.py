@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from agents.technical.model import Report, TrainParams
     from config import Settings
     from memory.model_registry import ModelRecord
+    from orchestrator.regime import EvaluationReport as RegimeReport
+    from orchestrator.regime import ForestParams, LabelParams
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -116,6 +118,117 @@ def _train(
         endpoints.postgres_url, model_name, path=str(path), sha256=digest, params=described, metrics=metrics,
     ))
 
+
+
+@app.command("regime")
+def regime(
+    ctx: typer.Context,
+    *,
+    data: Annotated[
+        list[Path],
+        typer.Option("--data", help="Candle file (.csv[.gz], .parquet, .feather, .json[l][.gz]); repeat the "
+                     "option to pool several symbols."),
+    ],
+    horizon: Annotated[int, typer.Option(help="Candles ahead the label looks.", min=2, max=10_000)] = 24,
+    threshold: Annotated[
+        float, typer.Option(help="Forward return beyond +/- this is bull / bear.", min=0.0001, max=0.99)
+    ] = 0.02,
+    folds: Annotated[int, typer.Option(help="Walk-forward test windows.", min=1, max=100)] = 5,
+    trees: Annotated[int, typer.Option(help="Trees in the forest.", min=1, max=2000)] = 60,
+    max_depth: Annotated[int, typer.Option(help="Depth limit of each tree.", min=1, max=30)] = 8,
+    min_leaf: Annotated[int, typer.Option(help="Fewest training rows per leaf.", min=1)] = 100,
+    symbol: Annotated[
+        str | None, typer.Option(help="Symbol to take from files that hold several, e.g. BTC/USDT.")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Register under this model name.")] = "regime",
+) -> None:
+    """Train the MarketConditionDetector's random forest (bull / bear / neutral / high_volatility).
+
+    Labels look `horizon` candles ahead: high_volatility if the realised volatility of those
+    candles is above the 90th percentile of the forward volatilities already known, else bull /
+    bear if the close moved beyond +/- threshold, else neutral. Features are causal. The forest is
+    evaluated walk-forward with purging (a training row's label never reaches into the test
+    window) against the rule detector and the training majority class, per class and overall;
+    then fitted on every row, written to $CRYPTIQ_HOME/models/ and registered in Postgres (the
+    servers must be up: `cryptiq infra up`).
+    """
+    from orchestrator.regime import ForestParams, LabelParams
+
+    if not MODEL_NAME.fullmatch(name):
+        raise fail(f"--name {name!r}: use letters, digits, '_', '-' or '.'")
+    try:
+        labels = LabelParams(horizon=horizon, threshold=threshold)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    forest = ForestParams(n_estimators=trees, max_depth=max_depth, min_samples_leaf=min_leaf)
+    record = _train_regime(settings_of(ctx), data, symbol, labels, forest, folds, name)
+    typer.echo(f"registered {record.name} v{record.version}: {record.path} (sha256 {record.sha256[:16]}...)")
+
+
+def _train_regime(
+    settings: Settings, files: list[Path], symbol: str | None, labels: LabelParams, params: ForestParams,
+    folds: int, model_name: str,
+) -> ModelRecord:
+    import hashlib
+    import os
+    import tempfile
+
+    import infra
+    from agents.market_data.files import read_candles
+    from agents.technical.model import Dataset, walk_forward_splits
+    from orchestrator.regime import ForestDetector, build_dataset, evaluate
+
+    series = [read_candles(path, symbol=symbol) for path in files]
+    endpoints = infra.endpoints(settings)  # before the work: say at once if the servers are down
+    with _progress() as progress:
+        task = progress.add_task("features and labels", total=1)
+        data = build_dataset(series, labels)
+        progress.advance(task)
+    needed = (folds + 1) * params.min_samples_leaf
+    if len(data) < needed:
+        raise fail(f"only {len(data)} labelled rows after warm-up; need {needed} for the walk-forward "
+                   "windows (more candles, fewer --folds or a smaller --min-leaf)")
+    splits = walk_forward_splits(Dataset(data.times, data.settled, data.features, data.labels), folds)
+    with _progress() as progress:
+        task = progress.add_task("walk-forward", total=2)
+        report = evaluate(data, splits, params)
+        progress.advance(task)
+        detector = ForestDetector.fit(data, params, labels)
+        progress.advance(task)
+    payload = detector.dump()
+    digest = hashlib.sha256(payload).hexdigest()
+    folder = settings.home.expanduser().resolve() / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"regime-{digest[:16]}.joblib"
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".tmp") as handle:
+        handle.write(payload)
+    os.replace(handle.name, path)  # atomic: a reader never sees half a file
+    _print_regime(report)
+    described = {**detector.params, "folds": folds, "data": [str(file) for file in files], "symbol": symbol}
+    return asyncio.run(_register(
+        endpoints.postgres_url, model_name, path=str(path), sha256=digest, params=described,
+        metrics=report.to_dict(),
+    ))
+
+
+def _print_regime(report: RegimeReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from orchestrator.regime import REGIMES
+
+    counts = ", ".join(f"{label} {count:,}" for label, count in report.class_counts.items())
+    table = Table(
+        title=f"regime detection, walk-forward out of sample ({report.windows} windows)",
+        caption=f"{report.test_rows:,} test rows of {report.rows:,} labelled ({counts}). Per class: the "
+        "share of that class's rows answered right (recall). majority: always the training majority",
+    )
+    table.add_column("detector")
+    for column in ("overall", *REGIMES):
+        table.add_column(column, justify="right")
+    for label, scores in (("forest", report.forest), ("rules", report.rules), ("majority", report.majority)):
+        table.add_row(label, f"{scores.accuracy:.3f}", *(f"{scores.per_class[name]:.3f}" for name in REGIMES))
+    Console(width=120).print(table)
 
 async def _register(url: str, name: str, **row: Any) -> ModelRecord:
     from memory.database import create_engine

@@ -342,6 +342,37 @@ class RiskConfig(Section):
         return value
 
 
+class ChannelConfig(Section):
+    """One place alerts are delivered, with the least severity it takes and its hourly budget."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    min_severity: Literal["info", "warning", "critical"] = "warning"
+    max_per_hour: int = Field(30, ge=1, le=100_000, description="non-critical notifications per rolling hour")
+
+
+class AlertingConfig(Section):
+    """The master alert desk: deduplication window and delivery channels."""
+
+    dedupe_window_s: int = Field(3600, ge=0, le=30 * 86_400, description="same alert+symbol folded within")
+    channels: list[ChannelConfig] = Field(
+        default_factory=lambda: [
+            ChannelConfig(name="console", min_severity="info", max_per_hour=120),
+            ChannelConfig(name="telegram", min_severity="warning", max_per_hour=20),
+            ChannelConfig(name="webhook", min_severity="warning", max_per_hour=60),
+        ],
+        min_length=1,
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, value: list[ChannelConfig]) -> list[ChannelConfig]:
+        names = [channel.name for channel in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"channel names must be unique; repeated: {twice}")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole configuration tree. Build it with `load_settings`, not directly."""
 
@@ -364,6 +395,7 @@ class Settings(BaseSettings):
     notifier: NotifierConfig = NotifierConfig()
     market: MarketConfig = MarketConfig()
     scanner: ScannerConfig = ScannerConfig()
+    alerting: AlertingConfig = AlertingConfig()
     technical: TechnicalConfig = TechnicalConfig()
     risk: RiskConfig = RiskConfig()
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from topics.alerting import AlertNotification
 from topics.events import Event
 from topics.market import CandleClosed, MarketScan, TickerUpdated, TradeExecuted
 from topics.orders import OrderFilled, OrderUpdated
+from topics.regime import RegimeChanged
 from topics.system import AgentFailed, AgentHeartbeat, AlertRaised, DeadLettered, EchoObserved
 from topics.technical import TechnicalSignal
 from topics.trading import KillSwitchChanged, OrderIntent, RiskBreakdown, RiskDecision, RiskModeChanged
@@ -55,6 +57,10 @@ ALERTS = TopicSpec(
     "alerts", "Alerts from every agent, and agent failures", "alert name or symbol",
     (AlertRaised, AgentFailed), retention_ms=30 * DAY_MS,
 )
+ALERT_NOTIFICATIONS = TopicSpec(
+    "alerts.notifications", "What should reach a person: alerts deduplicated, ranked and rate-limited",
+    "channel", (AlertNotification,), retention_ms=30 * DAY_MS,
+)
 AGENTS_HEARTBEAT = TopicSpec(
     "agents.heartbeat", "Liveness, lag and last error of each agent instance", "agent:instance",
     (AgentHeartbeat,), partitions=1, retention_ms=1 * DAY_MS,
@@ -86,6 +92,11 @@ RISK_BREAKDOWN = TopicSpec(
 RISK_CONTROL = TopicSpec(
     "risk.control", "Kill switch and drawdown breaker changes (compacted: the latest per key is the "
     "switch's state)", "kill_switch or risk_mode", (KillSwitchChanged, RiskModeChanged), compacted=True,
+)
+REGIME = TopicSpec(
+    "regime", "Confirmed market regime changes per stream: bull, bear, neutral or high_volatility, "
+    "with the detector, its probabilities or rule evidence, and the features (latest per key matters)",
+    "exchange:symbol:timeframe", (RegimeChanged,), compacted=True,
 )
 DIAGNOSTICS_ECHO = TopicSpec(
     "diagnostics.echo", "What the echo agent saw: an end-to-end probe of the pipeline",
@@ -140,7 +151,8 @@ class TopicRegistry:
 
 
 REGISTRY = TopicRegistry((
-    MARKET_CANDLES, MARKET_TICKERS, MARKET_TRADES, MARKET_SCAN, ALERTS, AGENTS_HEARTBEAT, DEADLETTER,
+    MARKET_CANDLES, MARKET_TICKERS, MARKET_TRADES, MARKET_SCAN, ALERTS, ALERT_NOTIFICATIONS, AGENTS_HEARTBEAT,
+    DEADLETTER,
     DIAGNOSTICS_ECHO, SIGNALS_TECHNICAL, ORDERS, EXECUTION_REPORTS,
-    STRATEGY_INTENTS, RISK_DECISIONS, RISK_BREAKDOWN, RISK_CONTROL,
+    STRATEGY_INTENTS, RISK_DECISIONS, RISK_BREAKDOWN, RISK_CONTROL, REGIME,
 ))
