@@ -8,7 +8,7 @@ your own instead (those are only checked, never started or stopped).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -48,3 +48,26 @@ async def kafka(settings: Settings, endpoints: infra.Endpoints) -> dict[str, Any
         replication_factor=settings.kafka.replication_factor,
     )
     return kwargs
+
+
+@pytest.fixture(scope="module")
+async def fresh_db(endpoints: infra.Endpoints) -> AsyncIterator[str]:
+    """A new database for this test module (migrations not run), dropped after it."""
+    from pgtools import fresh_database
+
+    async with fresh_database(endpoints.postgres_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def engine(fresh_db: str) -> AsyncIterator[Any]:
+    """An async SQLAlchemy engine on this module's migrated database."""
+    from memory.database import create_engine
+    from memory.migrations import upgrade
+
+    await upgrade(fresh_db)
+    engine = create_engine(fresh_db)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

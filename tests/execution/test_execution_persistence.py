@@ -3,12 +3,8 @@ round trips, idempotent writes, append-only history."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 from execution_data import BTC, ETH, D, dec, real_candles, request
 from sqlalchemy import text
@@ -18,38 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from execution.ledger import Ledger, LedgerEntry, Transfer, entry_from_record, entry_record
 from execution.order import create_order
 from execution.paper_gateway import PaperVenue
-from infra import Endpoints
-from memory.database import create_engine
 from memory.ledger import LedgerRecord, LedgerState, LedgerStore
-from memory.migrations import current_revision, head_revision, upgrade
+from memory.migrations import current_revision, head_revision
 from memory.orders import OrderStore
 from topics.orders import OrderEvent, OrderFilled, OrderUpdated
 
 C = real_candles("BTC/USDT", start=100, count=8)
 T0 = C[0].close_time
-
-
-@pytest.fixture(scope="module")
-async def fresh_db(endpoints: Endpoints) -> AsyncIterator[str]:
-    """The URL of a database created for this module and dropped after it."""
-    name = f"cryptiq_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(endpoints.postgres_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(endpoints.postgres_url)._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-@pytest.fixture(scope="module")
-async def engine(fresh_db: str) -> AsyncIterator[AsyncEngine]:
-    await upgrade(fresh_db)
-    engine = create_engine(fresh_db)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 async def traded(decision_id: str) -> tuple[PaperVenue, list[OrderEvent]]:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
+from pgtools import fresh_database, with_database
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,34 +16,6 @@ from infra.process import free_port
 from memory.database import create_engine
 from memory.decision_log import DecisionLog, DecisionRecord
 from memory.migrations import current_revision, head_revision, upgrade
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-@pytest.fixture(scope="module")
-async def fresh_db(endpoints: Endpoints) -> AsyncIterator[str]:
-    """The URL of a database created for this module and dropped after it."""
-    name = f"cryptiq_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(endpoints.postgres_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(endpoints.postgres_url, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-@pytest.fixture(scope="module")
-async def engine(fresh_db: str) -> AsyncIterator[AsyncEngine]:
-    await upgrade(fresh_db)
-    engine = create_engine(fresh_db)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 async def test_upgrade_creates_the_tables_and_is_idempotent(fresh_db: str, engine: AsyncEngine) -> None:
@@ -61,17 +31,10 @@ async def test_upgrade_creates_the_tables_and_is_idempotent(fresh_db: str, engin
 
 
 async def test_concurrent_first_upgrades_of_an_empty_database_both_succeed(endpoints: Endpoints) -> None:
-    name = f"cryptiq_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(endpoints.postgres_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = with_database(endpoints.postgres_url, name)
+    async with fresh_database(endpoints.postgres_url) as url:
         assert await current_revision(url) is None
         await asyncio.gather(upgrade(url), upgrade(url), upgrade(url))
         assert await current_revision(url) == head_revision()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_the_models_match_what_the_migrations_create(engine: AsyncEngine) -> None:

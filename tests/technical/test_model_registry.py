@@ -3,39 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.technical.model import DecisionModel, load_model, save_model
-from infra import Endpoints
-from memory.database import create_engine
-from memory.migrations import upgrade
 from memory.model_registry import ModelRegistry
-
-
-@pytest.fixture(scope="module")
-async def engine(endpoints: Endpoints) -> AsyncIterator[AsyncEngine]:
-    """An engine on a database created (and migrated) for this module and dropped after it."""
-    name = f"cryptiq_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(endpoints.postgres_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(endpoints.postgres_url)._replace(path=f"/{name}"))
-    engine = None
-    try:
-        await upgrade(url)
-        engine = create_engine(url)
-        yield engine
-    finally:
-        if engine is not None:
-            await engine.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_versions_count_up_per_name_and_latest_is_the_newest(engine: AsyncEngine) -> None:
