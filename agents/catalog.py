@@ -9,14 +9,18 @@ from __future__ import annotations
 from agents.alert_orchestrator import AlertOrchestratorAgent
 from agents.base import Agent
 from agents.echo import EchoAgent
+from agents.execution import ExecutionAgent
 from agents.market_data.agent import MarketDataAgent
+from agents.orchestrator import OrchestratorAgent
+from agents.risk import RiskAgent
 from agents.scanner import ScannerAgent
 from agents.technical import TechnicalAgent
 from config import CryptiqError
 
 AGENTS: dict[str, type] = {
     cls.name: cls
-    for cls in (MarketDataAgent, ScannerAgent, TechnicalAgent, AlertOrchestratorAgent, EchoAgent)
+    for cls in (MarketDataAgent, ScannerAgent, TechnicalAgent, OrchestratorAgent, AlertOrchestratorAgent,
+                RiskAgent, ExecutionAgent, EchoAgent)
 }
 
 

@@ -59,7 +59,7 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def _register() -> None:
-    from cli import agents, data, indicators, infra, ladder, recording, scan, topics, train
+    from cli import agents, data, indicators, infra, ladder, pnl, recording, scan, topics, train
 
     app.command("agent")(agents.agent)
     app.command("run")(agents.run)
@@ -68,6 +68,7 @@ def _register() -> None:
     app.command("replay")(recording.replay)
     app.command("indicators")(indicators.indicators)
     app.command("ladder")(ladder.ladder)
+    app.command("pnl")(pnl.pnl)
 
     app.add_typer(infra.app, name="infra", help="Start, inspect and stop Kafka, Redis and Postgres.")
     app.add_typer(topics.app, name="topics", help="List topics and print their JSON Schemas.")

@@ -296,6 +296,23 @@ class TechnicalConfig(Section):
         return value
 
 
+class OrchestratorConfig(Section):
+    """The orchestrator agent: which strategies.yaml it runs, the hand-off, the regime model.
+
+    `handoff` and `reduce_fraction` unset mean strategies.yaml's `handoff` section decides.
+    """
+
+    strategies_path: Path | None = Field(None, description="strategies.yaml (unset: config/strategies.yaml)")
+    handoff: Literal["keep", "reduce", "close"] | None = Field(
+        None, description="overrides strategies.yaml handoff.mode"
+    )
+    reduce_fraction: Decimal | None = Field(None, gt=0, lt=1, description="overrides handoff.reduce_fraction")
+    reload_every: int = Field(60, ge=1, le=1_000_000,
+                              description="candles between checks of strategies.yaml's mtime")
+    regime_model: str = Field("regime", pattern=r"^[A-Za-z0-9_.-]+$",
+                              description="registered forest name; none registered: the rule detector")
+
+
 class RiskConfig(Section):
     """The risk engine: how trades are sized and stopped, and the limits that resize or reject them.
 
@@ -340,6 +357,23 @@ class RiskConfig(Section):
         if base is not None and value < base:
             raise ValueError(f"max_risk_per_trade must be at least risk_per_trade ({base})")
         return value
+
+
+class PaperTradingConfig(Section):
+    """The paper account the risk and execution agents share: its starting cash and how it fills."""
+
+    quote_asset: str = Field("USDT", min_length=1, description="asset the starting cash is in and equity "
+                             "is measured in")
+    starting_cash: Decimal = Field(Decimal("100000"), gt=0,
+                                   description="cash deposited before the first trade")
+    maker_fee_rate: Decimal = Field(Decimal("0.001"), ge=0, lt=1, description="fraction of notional")
+    taker_fee_rate: Decimal = Field(Decimal("0.001"), ge=0, lt=1, description="fraction of notional")
+    slippage_bps: Decimal = Field(Decimal("2"), ge=0, description="fixed slippage of every taker fill")
+    max_participation: Decimal = Field(Decimal("0.1"), gt=0, le=1,
+                                       description="share of a candle's volume our orders may take")
+    tick_size: Decimal = Field(Decimal("0.00000001"), gt=0, description="price step of every paper market")
+    step_size: Decimal = Field(Decimal("0.00000001"), gt=0, description="quantity step of every paper market")
+    min_notional: Decimal = Field(Decimal("1"), ge=0, description="smallest order value, quote asset")
 
 
 class ChannelConfig(Section):
@@ -398,6 +432,8 @@ class Settings(BaseSettings):
     alerting: AlertingConfig = AlertingConfig()
     technical: TechnicalConfig = TechnicalConfig()
     risk: RiskConfig = RiskConfig()
+    orchestrator: OrchestratorConfig = OrchestratorConfig()
+    paper: PaperTradingConfig = PaperTradingConfig()
 
     @classmethod
     def settings_customise_sources(

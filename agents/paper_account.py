@@ -1,0 +1,37 @@
+"""The paper account both trading agents agree on: its opening deposit and its generic markets.
+
+The risk agent values the account from the fills it reads; the execution agent books them as the
+venue makes them. Both start from the same deposit (`paper.starting_cash` in `paper.quote_asset`),
+so their equity agrees after every fill.
+"""
+
+from __future__ import annotations
+
+from config.settings import PaperTradingConfig
+from execution.ledger import Ledger, Transfer
+from execution.market import Market
+from execution.paper_gateway import PaperConfig
+
+ACCOUNT = "paper"  # the LedgerStore account the execution agent writes and `cryptiq pnl` reads
+OPENING_TRANSFER = "paper-opening-deposit"
+
+
+def opening_ledger(config: PaperTradingConfig) -> Ledger:
+    """A ledger holding only the starting cash, booked at event time 0."""
+    return Ledger.from_entries([opening_deposit(config)])
+
+
+def opening_deposit(config: PaperTradingConfig) -> Transfer:
+    return Transfer(transfer_id=OPENING_TRANSFER, asset=config.quote_asset, amount=config.starting_cash,
+                    ts_event=0)
+
+
+def paper_market(config: PaperTradingConfig, exchange: str, symbol: str) -> Market:
+    """The rules every paper instrument trades under (no venue to ask): the configured steps."""
+    return Market(exchange, symbol, tick_size=config.tick_size, step_size=config.step_size,
+                  min_quantity=config.step_size, min_notional=config.min_notional)
+
+
+def venue_config(config: PaperTradingConfig) -> PaperConfig:
+    return PaperConfig(maker_fee_rate=config.maker_fee_rate, taker_fee_rate=config.taker_fee_rate,
+                       slippage_bps=config.slippage_bps, max_participation=config.max_participation)

@@ -1,0 +1,58 @@
+"""`cryptiq pnl`: the paper account's books as the execution agent last stored them in Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import typer
+
+from cli.main import fail, settings_of
+
+
+def pnl(ctx: typer.Context) -> None:
+    """Print equity, realised and unrealised P/L, fees and open positions of the paper account.
+
+    The execution agent writes them (`cryptiq run`, or `cryptiq agent execution`) once it has traded.
+    """
+    import infra
+    from agents.paper_account import ACCOUNT
+
+    settings = settings_of(ctx)
+    books = asyncio.run(_books(infra.endpoints(settings).postgres_url, ACCOUNT))
+    if books is None or not books.get("positions"):
+        raise fail("nothing traded yet: run the risk and execution agents on some intents first")
+    _print(books)
+
+
+async def _books(url: str, account: str) -> dict[str, Any] | None:
+    from memory.database import create_engine
+    from memory.ledger import LedgerStore
+
+    engine = create_engine(url)
+    try:
+        state = await LedgerStore(engine).state(account)
+    finally:
+        await engine.dispose()
+    return None if state is None else state.state
+
+
+def _print(books: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    totals = Table(title="Paper account")
+    for column in ("asset", "equity", "cash", "realised P/L", "unrealised P/L", "fees paid"):
+        totals.add_column(column, justify="left" if column == "asset" else "right")
+    for asset, row in books["assets"].items():
+        totals.add_row(asset, row["equity"], row["cash"], row["realised_pnl"], row["unrealised_pnl"],
+                       row["fees_paid"])
+    positions = Table(title="Positions")
+    for column in ("symbol", "quantity", "average cost", "mark", "realised P/L"):
+        positions.add_column(column, justify="left" if column == "symbol" else "right")
+    for symbol, row in books["positions"].items():
+        positions.add_row(symbol, row["quantity"], row["average_cost"] or "-", row["mark"] or "-",
+                          row["realised_pnl"])
+    console.print(totals)
+    console.print(positions)
