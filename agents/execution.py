@@ -19,7 +19,8 @@ import pickle
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import ClassVar
+from decimal import Decimal
+from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -121,9 +122,16 @@ class ExecutionAgent:
         market = venue.market(decision.symbol)
         assert market is not None
         entry = decision.entry_price
+        size = decision.size
+        if decision.sizing == "reduce_only":
+            size = await self._reducible(venue, decision, market)
+            if size <= 0:
+                self.deps.log.info("reduce_only_skipped", decision_id=decision.decision_id,
+                                   symbol=decision.symbol, reason="no open position left to reduce")
+                return []
         request = OrderRequest(
             decision_id=decision.decision_id, exchange=decision.exchange, symbol=decision.symbol,
-            side=decision.side, order_type=ORDER_TYPES[decision.entry_type], quantity=decision.size,
+            side=decision.side, order_type=ORDER_TYPES[decision.entry_type], quantity=size,
             limit_price=market.round_price(entry) if decision.entry_type == "limit" and entry else None,
             stop_price=market.round_price(entry) if decision.entry_type == "stop" and entry else None,
             reference_price=entry,
@@ -132,6 +140,22 @@ class ExecutionAgent:
         if order.status == "new":
             events += await venue.place(order, now=env.ts)
         return self._publish(env, events)
+
+    async def _reducible(self, venue: PaperVenue, decision: RiskDecision, market: Any) -> Decimal:
+        """How much a reduce-only decision may still trade: the position in the opposite direction,
+        less what open orders on the same side will already take off. Strategies can repeat an exit
+        before its fill comes back; without this an exit would turn into a new position."""
+        held = self.state.ledger.positions.get(decision.symbol)
+        quantity = held.quantity if held is not None else Decimal(0)
+        reducing = (quantity > 0 and decision.side == "sell") or (quantity < 0 and decision.side == "buy")
+        if not reducing:
+            return Decimal(0)
+        pending = sum(
+            (o.quantity - o.filled_quantity for o in await venue.fetch_open_orders(decision.symbol)
+             if o.side == decision.side),
+            Decimal(0),
+        )
+        return market.floor_quantity(min(decision.size, abs(quantity) - pending))
 
     def _candle(self, env: Envelope[Event], candle: CandleClosed) -> list[Envelope[Event]]:
         if candle.open_time <= self.state.last_open_time.get(env.key, -1):

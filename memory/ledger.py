@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from memory.database import translate_errors
 from memory.models import LedgerEntryRow, LedgerStateRow
+from memory.orders import chunked
 
 
 class LedgerRecord(BaseModel):
@@ -56,11 +57,11 @@ class LedgerStore:
         rows = [{"account": account, **entry.model_dump()} for entry in entries]
         new = 0
         async with self._begin() as conn:
-            if rows:
-                statement = insert(LedgerEntryRow).values(rows).on_conflict_do_nothing(
+            for chunk in chunked(rows):
+                statement = insert(LedgerEntryRow).values(chunk).on_conflict_do_nothing(
                     index_elements=["account", "entry_id"]
                 )
-                new = len((await conn.execute(statement.returning(LedgerEntryRow.id))).all())
+                new += len((await conn.execute(statement.returning(LedgerEntryRow.id))).all())
             if state is not None:
                 upsert = insert(LedgerStateRow).values(account=account, **state.model_dump())
                 await conn.execute(upsert.on_conflict_do_update(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -21,6 +22,14 @@ from memory.models import OrderFillRow, OrderRow, OrderTransitionRow
 from topics.orders import OrderEvent, OrderFilled, OrderStatus, OrderUpdated
 
 OPEN_STATUSES: tuple[OrderStatus, ...] = ("new", "submitted", "partially_filled")
+
+
+ROWS_PER_STATEMENT = 1000  # Postgres takes at most 32,767 bound parameters per statement
+
+
+def chunked(rows: list[dict[str, Any]], size: int = ROWS_PER_STATEMENT) -> list[list[dict[str, Any]]]:
+    """`rows` in statement-sized slices."""
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
 class OrderStore:
@@ -37,17 +46,19 @@ class OrderStore:
         async with self._begin() as conn:
             if updates:
                 stored += await self._record_updates(conn, updates)
-            if fills:
-                statement = insert(OrderFillRow).values([_fill_row(fill) for fill in fills])
+            for chunk in chunked([_fill_row(fill) for fill in fills]):
+                statement = insert(OrderFillRow).values(chunk)
                 statement = statement.on_conflict_do_nothing(index_elements=["trade_id"])
                 stored += len((await conn.execute(statement.returning(OrderFillRow.trade_id))).all())
         return stored
 
     @staticmethod
     async def _record_updates(conn: AsyncConnection, updates: list[OrderUpdated]) -> int:
-        transitions = insert(OrderTransitionRow).values([_transition_row(u) for u in updates])
-        transitions = transitions.on_conflict_do_nothing(index_elements=["client_order_id", "seq"])
-        new = len((await conn.execute(transitions.returning(OrderTransitionRow.seq))).all())
+        new = 0
+        for chunk in chunked([_transition_row(u) for u in updates]):
+            transitions = insert(OrderTransitionRow).values(chunk)
+            transitions = transitions.on_conflict_do_nothing(index_elements=["client_order_id", "seq"])
+            new += len((await conn.execute(transitions.returning(OrderTransitionRow.seq))).all())
         latest: dict[str, OrderUpdated] = {}
         created: dict[str, int] = {}
         for update in updates:
@@ -56,14 +67,15 @@ class OrderStore:
             if cid not in latest or update.seq > latest[cid].seq:
                 latest[cid] = update
         rows = [_order_row(update, created[cid]) for cid, update in latest.items()]
-        upsert = insert(OrderRow).values(rows)
-        forward = {
-            name: upsert.excluded[name]
-            for name in ("status", "quantity", "filled_quantity", "seq", "updated_ts", "state")
-        }
-        await conn.execute(upsert.on_conflict_do_update(
-            index_elements=["client_order_id"], set_=forward, where=OrderRow.seq < upsert.excluded.seq
-        ))
+        for chunk in chunked(rows):
+            upsert = insert(OrderRow).values(chunk)
+            forward = {
+                name: upsert.excluded[name]
+                for name in ("status", "quantity", "filled_quantity", "seq", "updated_ts", "state")
+            }
+            await conn.execute(upsert.on_conflict_do_update(
+                index_elements=["client_order_id"], set_=forward, where=OrderRow.seq < upsert.excluded.seq
+            ))
         return new
 
     async def get(self, client_order_id: str) -> OrderUpdated | None:
