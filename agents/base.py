@@ -46,3 +46,5 @@ class Agent(Protocol):
 # An agent with state may also define `async def checkpoint(self) -> None`: the runtime calls it
 # right before committing offsets, so saved state is never behind the committed input. State
 # may be ahead of it after a crash, so such an agent ignores inputs it has already seen.
+# An agent holding resources (a database engine) may define `async def close(self) -> None`: the
+# host calls it once when it stops, after the last checkpoint and commit.

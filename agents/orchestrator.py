@@ -14,6 +14,14 @@ decision in Postgres (`agent_decisions`), written in `checkpoint()` — before t
 committed, idempotent on the intent's decision id.
 
 Candles a stream has already seen are ignored, so a restart from saved state is exact.
+
+The agent also keeps the ExecutionContext (orchestrator/context.py): per stream the regime,
+strategy, pin, position and open intents; per agent its last heartbeat (`agents.heartbeat`); per
+intent its risk and execution tasks, followed on `risk.decisions` and `orders`. Each change of a
+stream is published on the compacted `orchestrator.state`; the whole context is mirrored to Redis
+(`orchestrator:context`, what the ops API reads) at every checkpoint and snapshotted to Postgres
+(`execution_context_snapshots`) every `orchestrator.snapshot_every_ms` of event time. Operators pin
+or release a stream's strategy with `StrategyOverridden` on `control.commands`.
 """
 
 from __future__ import annotations
@@ -27,13 +35,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 import infra
 from agents.base import AgentDeps
+from config.errors import DomainError
 from config.settings import OrchestratorConfig, Settings
+from memory.context_snapshots import ContextSnapshots
 from memory.database import create_engine
 from memory.decision_log import DecisionLog, DecisionRecord
 from memory.model_registry import ModelRegistry
+from orchestrator.context import REDIS_KEY, ContextTracker, ExecutionContext
 from orchestrator.regime import ForestDetector, MarketConditionDetector
 from orchestrator.selector import (
     Handoff,
@@ -41,22 +53,38 @@ from orchestrator.selector import (
     StrategySelector,
     default_strategies_path,
     load_strategies,
+    parse_choice,
     reload_if_changed,
 )
 from orchestrator.switching import StrategyOrchestrator
 from strategies.base import Position, StrategyFailure
+from topics.control import AgentPauseChanged, StrategyOverridden
 from topics.envelope import Envelope
 from topics.events import Event
 from topics.market import CandleClosed, instrument_key
-from topics.orders import OrderFilled
-from topics.registry import ALERTS, EXECUTION_REPORTS, MARKET_CANDLES, REGIME, STRATEGY_INTENTS, TopicSpec
-from topics.system import AlertRaised
-from topics.trading import OrderIntent
+from topics.orders import OrderFilled, OrderUpdated
+from topics.recording import seek_to_log_end
+from topics.registry import (
+    AGENTS_HEARTBEAT,
+    ALERTS,
+    CONTROL_COMMANDS,
+    EXECUTION_REPORTS,
+    MARKET_CANDLES,
+    ORCHESTRATOR_STATE,
+    ORDERS,
+    REGIME,
+    RISK_DECISIONS,
+    STRATEGY_INTENTS,
+    TopicSpec,
+)
+from topics.system import AgentHeartbeat, AlertRaised
+from topics.trading import OrderIntent, RiskDecision
 
 STREAM_PREFIX = "stream:"
 SWITCHING_KEY = "switching"
 POSITIONS_KEY = "positions"
 RECENT_FILLS = 10_000  # trade ids remembered to ignore fills read again after a restart
+RECENT_INTENTS = 10_000  # intents per partition read back at start: those published after the last checkpoint
 
 
 async def latest_forest(settings: Settings, name: str) -> ForestDetector | None:
@@ -70,6 +98,51 @@ async def latest_forest(settings: Settings, name: str) -> ForestDetector | None:
         return None
     data = await asyncio.to_thread(Path(record.path).read_bytes)
     return ForestDetector.load(data, record.sha256, record.version)
+
+
+async def published_decisions(settings: Settings, source: str, tail: int = RECENT_INTENTS) -> set[str]:
+    """Decision ids of the intents `source` published among the last `tail` records of each partition.
+
+    A process killed after its intents reached the broker but before its checkpoint re-reads those
+    candles after a restart and makes the same intents again; the ones found here are already on
+    the log, so they are not published twice (they are still recorded and tracked).
+    """
+    endpoints = infra.endpoints(settings)
+    consumer = AIOKafkaConsumer(**infra.kafka_client_kwargs(settings.kafka, endpoints.kafka_bootstrap),
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    found: set[str] = set()
+    try:
+        topic = STRATEGY_INTENTS.name
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return found
+        consumer.assign(partitions)
+        ends = await seek_to_log_end(consumer, partitions)
+        for partition, end in ends.items():
+            consumer.seek(partition, max(0, end - tail))
+        pending = {partition for partition, end in ends.items() if end > 0}
+        deadline = asyncio.get_running_loop().time() + 30
+        while pending and asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(*pending, timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    found.update(_decision_of(record.value, source))
+            pending = {part for part in pending if await consumer.position(part) < ends[part]}
+    finally:
+        await consumer.stop()
+    return found
+
+
+def _decision_of(value: bytes | None, source: str) -> list[str]:
+    """[decision id] of an intent envelope published by `source`; [] for anything else."""
+    try:
+        data = orjson.loads(value or b"")
+        if data.get("source") == source and data.get("type") == "OrderIntent":
+            return [str(data["payload"]["decision_id"])]
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        pass  # not ours to judge: the dead-letter policy is the consumers'
+    return []
 
 
 class OrchestratorCore:
@@ -88,6 +161,8 @@ class OrchestratorCore:
         self.fills: deque[str] = deque(maxlen=RECENT_FILLS)
         self.touched: set[str] = set()  # streams (and SWITCHING_KEY / POSITIONS_KEY) changed since saved
         self.decisions: list[DecisionRecord] = []  # recorded since the last flush
+        self.tracker = ContextTracker()
+        self.already_published: set[str] = set()  # on the log at start (see published_decisions)
         self._candles_since_check = 0
 
     def _handoff(self, from_file: Handoff) -> Handoff | None:
@@ -136,11 +211,43 @@ class OrchestratorCore:
     # -- events --------------------------------------------------------------------------------
 
     def handle(self, env: Envelope[Event]) -> list[Envelope[Event]]:
-        if isinstance(env.payload, OrderFilled):
-            self._fill(env.payload)
-            return []
-        assert isinstance(env.payload, CandleClosed)
-        return self._candle(env, env.payload)  # type: ignore[arg-type]
+        payload = env.payload
+        out: list[Envelope[Event]] = []
+        if isinstance(payload, CandleClosed):
+            out = self._candle(env, payload)
+        elif isinstance(payload, OrderFilled):
+            self._fill(payload)
+        elif isinstance(payload, RiskDecision):
+            self.tracker.on_risk_decision(payload, env.ts)
+        elif isinstance(payload, OrderUpdated):
+            self.tracker.on_order(payload, env.ts)
+        elif isinstance(payload, AgentHeartbeat):
+            self.tracker.on_heartbeat(payload, env.ts)
+        elif isinstance(payload, StrategyOverridden):
+            self._pin(payload)
+        elif isinstance(payload, AgentPauseChanged):
+            pass  # addressed to the runtime of the named agent, not to the orchestrator's state
+        return out + self._stream_states(env)
+
+    def _stream_states(self, env: Envelope[Event]) -> list[Envelope[Event]]:
+        """The streams this input changed, for the compacted `orchestrator.state` topic."""
+        return [Envelope.create(state, key=state.stream, ts=env.ts, source=OrchestratorAgent.name,
+                                caused_by=env, discriminator=env.event_id)
+                for state in self.tracker.take_changed()]
+
+    def _pin(self, command: StrategyOverridden) -> None:
+        """An operator pins a stream to a strategy (or releases it); it takes effect at the next candle."""
+        if command.strategy is None:
+            choice = None
+        else:
+            try:
+                choice = parse_choice({"strategy": command.strategy, "params": command.params},
+                                      f"control command from {command.actor}")
+            except SelectorConfigError as exc:
+                raise DomainError(str(exc)) from None  # dead-lettered with this reason
+        self.switching.pin(command.stream, choice)
+        self.tracker.pin(command.stream, command.strategy)
+        self.touched.add(SWITCHING_KEY)
 
     def _fill(self, fill: OrderFilled) -> None:
         if fill.trade_id in self.fills:
@@ -170,8 +277,21 @@ class OrchestratorCore:
         position = Position(self.positions.get(instrument_key(candle.exchange, candle.symbol), Decimal(0)))
         step = self.switching.on_candle(candle, None, position, detector.regime)
         for intent in step.intents:
-            out.append(self._intent(env, intent))
+            published = self._intent(env, intent)
+            if intent.decision_id in self.already_published:
+                self.already_published.discard(intent.decision_id)  # on the log before a crash: not again
+            else:
+                out.append(published)
         out.extend(self._failure(env, failure) for failure in step.failures)
+        active = self.switching.active(key)
+        self.tracker.on_candle(
+            key, ts=env.ts, open_time=candle.open_time, regime=detector.regime,
+            regime_changed=changed is not None, strategy=active.strategy if active else None,
+            params=active.params.model_dump(mode="json") if active else {},
+            pinned=key in self.switching.pins, position=position.quantity,
+        )
+        for intent in step.intents:
+            self.tracker.on_intent(key, intent, env.ts)
         return out
 
     def _intent(self, env: Envelope[Event], intent: OrderIntent) -> Envelope[Event]:
@@ -228,16 +348,23 @@ class OrchestratorAgent:
     """Regimes per stream and the regime's strategy's order intents, with decision traces in Postgres."""
 
     name: ClassVar[str] = "orchestrator"
-    consumes: ClassVar[tuple[TopicSpec, ...]] = (MARKET_CANDLES, EXECUTION_REPORTS)
-    produces: ClassVar[tuple[TopicSpec, ...]] = (REGIME, STRATEGY_INTENTS, ALERTS)
+    consumes: ClassVar[tuple[TopicSpec, ...]] = (
+        MARKET_CANDLES, EXECUTION_REPORTS, RISK_DECISIONS, ORDERS, AGENTS_HEARTBEAT, CONTROL_COMMANDS,
+    )
+    produces: ClassVar[tuple[TopicSpec, ...]] = (REGIME, STRATEGY_INTENTS, ALERTS, ORCHESTRATOR_STATE)
 
-    def __init__(self, deps: AgentDeps, decisions: DecisionLog | None = None) -> None:
-        """`decisions` None: the Postgres of the settings (none without settings: decisions are dropped)."""
+    def __init__(
+        self, deps: AgentDeps, decisions: DecisionLog | None = None,
+        snapshots: ContextSnapshots | None = None,
+    ) -> None:
+        """`decisions`/`snapshots` None: on the Postgres of the settings (without settings: not kept)."""
         self.deps = deps
         self.config = deps.settings.orchestrator if deps.settings is not None else OrchestratorConfig()
         self.core = OrchestratorCore(self.config)
         self.decisions = decisions
-        self._postgres_url: str | None = None
+        self.snapshots = snapshots or (ContextSnapshots(decisions.engine) if decisions is not None else None)
+        self._engine: Any = None  # ours to dispose in close()
+        self._snapshot_as_of: int | None = None
 
     async def start(self) -> None:
         forest = None
@@ -245,17 +372,38 @@ class OrchestratorAgent:
         if settings is not None:
             forest = await latest_forest(settings, self.config.regime_model)
             if self.decisions is None:
-                self._postgres_url = infra.endpoints(settings).postgres_url
+                self._engine = create_engine(infra.endpoints(settings).postgres_url)
+                self.decisions = DecisionLog(self._engine)
+                self.snapshots = self.snapshots or ContextSnapshots(self._engine)
         name = self.config.regime_model
         if forest is None:
             self.deps.log.info("regime_model_missing", model_name=name, detector="rules")
         else:
             self.deps.log.info("regime_model_loaded", model_name=name, version=forest.version)
         self.core = OrchestratorCore(self.config, forest)
+        if settings is not None:
+            self.core.already_published = await published_decisions(settings, self.name)
         for key in (SWITCHING_KEY, POSITIONS_KEY, *await self.deps.store.keys(STREAM_PREFIX)):
             saved = await self.deps.store.load(key)
             if saved is not None:
                 self.core.restore(key, saved)
+        context = await self._recover_context()
+        if context is not None:
+            self.core.tracker = ContextTracker(context)
+            self._snapshot_as_of = context.as_of
+
+    async def _recover_context(self) -> ExecutionContext | None:
+        """The context from Redis, else from the newest Postgres snapshot, else None (a first start)."""
+        saved = await self.deps.store.load(REDIS_KEY)
+        if saved is not None:
+            return ExecutionContext.from_json(saved)
+        if self.snapshots is None:
+            return None
+        latest = await self.snapshots.latest(self.name)
+        if latest is None:
+            return None
+        self.deps.log.info("context_recovered_from_postgres", as_of=latest[0])
+        return ExecutionContext.model_validate(latest[1])
 
     async def checkpoint(self) -> None:
         """Decisions first, then state: a failure here leaves the input to be read (and recorded) again."""
@@ -265,23 +413,46 @@ class OrchestratorAgent:
         except BaseException:
             self.core.decisions[:0] = decisions  # retried at the next checkpoint
             raise
+        outcomes = self.core.tracker.take_outcomes()
+        try:
+            await self._link(outcomes)
+        except BaseException:
+            self.core.tracker.outcomes[:0] = outcomes
+            raise
         for key, value in self.core.saved().items():
             await self.deps.store.save(key, value)
             self.core.touched.discard(key.removeprefix(STREAM_PREFIX))  # only once saved
+        await self._save_context()
+
+    async def _save_context(self) -> None:
+        """Mirror the context to Redis when it changed; snapshot it to Postgres when one is due."""
+        tracker = self.core.tracker
+        if not tracker.dirty:
+            return
+        data = tracker.context.to_json()
+        await self.deps.store.save(REDIS_KEY, data)
+        tracker.clean()
+        as_of = tracker.context.as_of
+        due = self._snapshot_as_of is None or as_of - self._snapshot_as_of >= self.config.snapshot_every_ms
+        if self.snapshots is not None and due:
+            await self.snapshots.save(self.name, as_of, data)
+            self._snapshot_as_of = as_of
 
     async def _record(self, decisions: list[DecisionRecord]) -> None:
-        """Write to the injected log, or through an engine opened for this write (intents are rare, and the
-        runtime has no stop hook that would dispose a long-lived one)."""
-        if not decisions:
-            return
-        if self.decisions is not None:
+        if decisions and self.decisions is not None:
             await self.decisions.record_many(decisions)
-        elif self._postgres_url is not None:
-            engine = create_engine(self._postgres_url)
-            try:
-                await DecisionLog(engine).record_many(decisions)
-            finally:
-                await engine.dispose()
+
+    async def _link(self, outcomes: list[tuple[str, dict[str, Any]]]) -> None:
+        """Attach realised outcomes to the intents' decisions (ignored for decisions that are not ours)."""
+        if self.decisions is None:
+            return
+        for decision_id, outcome in outcomes:
+            await self.decisions.link_outcome(decision_id, outcome)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
 
     async def handle(self, env: Envelope[Event]) -> Sequence[Envelope[Event]]:
         return self.core.handle(env)

@@ -78,6 +78,17 @@ class HostState:
     ready_after_s: float | None = None
 
 
+
+async def close_agent(agent: object, log: Any) -> None:
+    """Call the agent's optional `close()` (database engines and the like), once, when its host stops."""
+    close = getattr(agent, "close", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception as exc:  # closing must not hide why we stopped
+        log.warning("agent close failed", error=f"{type(exc).__name__}: {exc}")
+
 class _Host:
     """What every host shares: identity, readiness, crash state, the producer and heartbeats."""
 
@@ -242,6 +253,7 @@ class AgentHost(_Host):
             await self._consumer.stop()  # leaves the group: the next member is assigned at once
         if self._producer is not None:
             await self._producer.stop()  # flushes what is still lingering
+        await close_agent(self.agent, self.log)
         if self._redis is not None:
             await self._redis.aclose()
         self.state.status = "stopped"
@@ -469,6 +481,7 @@ class SourceHost(_Host):
             self.log.warning("last heartbeat not sent", error=str(exc))
         if self._producer is not None:
             await self._producer.stop()
+        await close_agent(self.agent, self.log)
         if self._redis is not None:
             await self._redis.aclose()
         self.state.status = "stopped"

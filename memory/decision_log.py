@@ -72,9 +72,14 @@ class DecisionLog:
         symbol: str | None = None,
         since_ts: int | None = None,
         until_ts: int | None = None,
+        outcome: str | None = None,
+        has_outcome: bool | None = None,
         limit: int = 100,
     ) -> list[DecisionRecord]:
-        """Decisions matching every given filter, oldest first; `until_ts` is inclusive."""
+        """Decisions matching every given filter, oldest first; `until_ts` is inclusive.
+
+        `outcome` matches the linked outcome's `status` (e.g. `filled`, `rejected`); `has_outcome`
+        True/False keeps the decisions whose outcome is known / not known yet."""
         statement = self._select()
         if agent is not None:
             statement = statement.where(AgentDecision.agent == agent)
@@ -84,6 +89,11 @@ class DecisionLog:
             statement = statement.where(AgentDecision.ts >= since_ts)
         if until_ts is not None:
             statement = statement.where(AgentDecision.ts <= until_ts)
+        if outcome is not None:
+            statement = statement.where(AgentDecision.outcome["status"].astext == outcome)
+        if has_outcome is not None:
+            column = AgentDecision.outcome
+            statement = statement.where(column.is_not(None) if has_outcome else column.is_(None))
         statement = statement.order_by(AgentDecision.ts, AgentDecision.id).limit(limit)
         async with self._begin() as conn:
             rows = (await conn.execute(statement)).all()

@@ -165,3 +165,15 @@ class LedgerStateRow(Base):
     )
     state: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, comment="Ledger.snapshot()")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ExecutionContextSnapshot(Base):
+    """The orchestrator's ExecutionContext as JSON, taken every `orchestrator.snapshot_every_ms`."""
+
+    __tablename__ = "execution_context_snapshots"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    agent: Mapped[str] = mapped_column(Text, nullable=False)
+    as_of: Mapped[int] = mapped_column(BigInteger, nullable=False, comment="event time of the context (ms)")
+    context: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -549,7 +549,9 @@ class MarketConditionDetector:
         detector.indicators = StreamingIndicatorSet.from_state(state["indicators"])
         detector.volume_z = ZScore.from_state(state["volume_z"])
         detector.rank = VolatilityRank.from_state(state["rank"])
-        detector.history.extend(tuple(item) for item in state["history"])
+        detector.history.extend(  # NaN (warming up) went through JSON as null
+            tuple(math.nan if value is None else float(value) for value in item) for item in state["history"]
+        )
         detector.hysteresis = Hysteresis.from_state(state["hysteresis"], detector.hysteresis.config)
         return detector
 

@@ -61,6 +61,16 @@ class StrategyOrchestrator:
         self.selector = selector
         self.handoff = handoff if handoff is not None else selector.config.handoff
         self._instruments: dict[str, _Instrument] = {}
+        self.pins: dict[str, Choice] = {}  # instrument -> the strategy an operator pinned it to
+
+    def pin(self, key: str, choice: Choice | None) -> None:
+        """Run `choice` on the instrument `key` whatever the regime (None: the selector decides again).
+
+        The switch happens at the instrument's next candle, with the configured hand-off."""
+        if choice is None:
+            self.pins.pop(key, None)
+        else:
+            self.pins[key] = choice
 
     def use_selector(self, selector: StrategySelector) -> None:
         """Swap in a reloaded (or re-ranked) selector; it takes effect from the next candle."""
@@ -79,7 +89,7 @@ class StrategyOrchestrator:
         inst = self._instruments.setdefault(candle.key, _Instrument())
         regime = regime or inst.regime or (signals.regime if signals is not None else "unknown")
         previous_regime, inst.regime = inst.regime, regime
-        target = self.selector.choose(regime)
+        target = self.pins.get(candle.key) or self.selector.choose(regime)
         handoff: list[OrderIntent] = []
         decides = True
         if inst.active is None or position.is_flat:
@@ -134,8 +144,9 @@ class StrategyOrchestrator:
         return intent.model_copy(update={"trace": trace})
 
     def to_state(self) -> dict[str, Any]:
-        """JSON-serialisable: per instrument the regime, active and pending choices, each strategy's state."""
-        return {"version": 1, "instruments": {
+        """JSON-serialisable: the pins, and per instrument the regime, active and pending choices and each
+        strategy's state."""
+        instruments = {
             key: {
                 "regime": inst.regime, "active": _dump_choice(inst.active),
                 "pending": _dump_choice(inst.pending),
@@ -146,7 +157,9 @@ class StrategyOrchestrator:
                 },
             }
             for key, inst in self._instruments.items()
-        }}
+        }
+        pins = {key: _dump_choice(choice) for key, choice in sorted(self.pins.items())}
+        return {"version": 1, "pins": pins, "instruments": instruments}
 
     @classmethod
     def from_state(
@@ -167,6 +180,8 @@ class StrategyOrchestrator:
                     failure = StrategyFailure(**saved["failure"]) if saved["failure"] else None
                     inst.strategies[choice_key] = GuardedStrategy(strategy, failure)
                 restored._instruments[key] = inst
+            for key, pinned in state.get("pins", {}).items():
+                restored.pins[key] = parse_choice(pinned, f"state pins.{key}")
         except (KeyError, TypeError) as exc:
             raise ValueError(f"StrategyOrchestrator state is incomplete or malformed: {exc}") from exc
         return restored

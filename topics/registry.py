@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from topics.alerting import AlertNotification
+from topics.control import AgentPauseChanged, StrategyOverridden
 from topics.events import Event
 from topics.market import CandleClosed, MarketScan, TickerUpdated, TradeExecuted
+from topics.orchestration import StreamStateChanged
 from topics.orders import OrderFilled, OrderUpdated
 from topics.regime import RegimeChanged
 from topics.system import AgentFailed, AgentHeartbeat, AlertRaised, DeadLettered, EchoObserved
@@ -98,6 +100,16 @@ REGIME = TopicSpec(
     "with the detector, its probabilities or rule evidence, and the features (latest per key matters)",
     "exchange:symbol:timeframe", (RegimeChanged,), compacted=True,
 )
+ORCHESTRATOR_STATE = TopicSpec(
+    "orchestrator.state", "Per stream: regime, active strategy and parameters, pin, position and open "
+    "intents (compacted: the latest per key is the stream's state)", "exchange:symbol:timeframe",
+    (StreamStateChanged,), compacted=True,
+)
+CONTROL_COMMANDS = TopicSpec(
+    "control.commands", "Operator commands: pin a stream's strategy, pause or resume an agent (from the "
+    "ops API or the CLI, audited there)", "stream or agent name", (StrategyOverridden, AgentPauseChanged),
+    partitions=1, retention_ms=30 * DAY_MS,
+)
 DIAGNOSTICS_ECHO = TopicSpec(
     "diagnostics.echo", "What the echo agent saw: an end-to-end probe of the pipeline",
     "the input's key", (EchoObserved,), retention_ms=1 * DAY_MS,
@@ -154,5 +166,6 @@ REGISTRY = TopicRegistry((
     MARKET_CANDLES, MARKET_TICKERS, MARKET_TRADES, MARKET_SCAN, ALERTS, ALERT_NOTIFICATIONS, AGENTS_HEARTBEAT,
     DEADLETTER,
     DIAGNOSTICS_ECHO, SIGNALS_TECHNICAL, ORDERS, EXECUTION_REPORTS,
-    STRATEGY_INTENTS, RISK_DECISIONS, RISK_BREAKDOWN, RISK_CONTROL, REGIME,
+    STRATEGY_INTENTS, RISK_DECISIONS, RISK_BREAKDOWN, RISK_CONTROL, REGIME, CONTROL_COMMANDS,
+    ORCHESTRATOR_STATE,
 ))

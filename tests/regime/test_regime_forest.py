@@ -7,6 +7,7 @@ import itertools
 import json
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from regime_data import rows, run
@@ -106,6 +107,25 @@ def test_the_detector_uses_the_forest_when_loaded_and_continues_exactly_from_sav
     assert [e.model_dump_json() for e in head + run(second, candles[1700:])] == [
         e.model_dump_json() for e in whole
     ]
+
+
+def test_a_restore_through_orjson_continues_exactly_even_during_warm_up(
+    bundled: dict[str, pd.DataFrame],
+) -> None:
+    """Redis holds the state as orjson, which writes the NaN of warming-up features as null."""
+    candles = rows(bundled["SOL/USDT"].iloc[:900])
+    reference = MarketConditionDetector("binance", "SOL/USDT", "1h")
+    whole = run(reference, candles)
+    assert whole
+    for cut in (5, 30, 120, 230, 600):
+        first = MarketConditionDetector("binance", "SOL/USDT", "1h")
+        head = run(first, candles[:cut])
+        state = orjson.loads(orjson.dumps(first.to_state()))
+        second = MarketConditionDetector.from_state(state, "binance", "SOL/USDT", "1h")
+        assert [e.model_dump_json() for e in head + run(second, candles[cut:])] == [
+            e.model_dump_json() for e in whole
+        ], cut
+        assert second.features == reference.features, cut
 
 
 def test_regime_changes_are_at_least_the_dwell_apart(bundled: dict[str, pd.DataFrame]) -> None:
