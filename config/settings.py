@@ -311,6 +311,9 @@ class OrchestratorConfig(Section):
                               description="candles between checks of strategies.yaml's mtime")
     regime_model: str = Field("regime", pattern=r"^[A-Za-z0-9_.-]+$",
                               description="registered forest name; none registered: the rule detector")
+    snapshot_every_ms: int = Field(
+        15 * 60 * 1000, ge=1000, description="event time between Postgres snapshots of the ExecutionContext"
+    )
 
 
 class RiskConfig(Section):
