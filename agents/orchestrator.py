@@ -74,13 +74,17 @@ from topics.registry import (
     ORDERS,
     REGIME,
     RISK_DECISIONS,
+    SIGNALS_TECHNICAL,
     STRATEGY_INTENTS,
     TopicSpec,
 )
+from topics.serialization import decode, encode
 from topics.system import AgentHeartbeat, AlertRaised
+from topics.technical import TechnicalSignal
 from topics.trading import OrderIntent, RiskDecision
 
 STREAM_PREFIX = "stream:"
+WAITING_PREFIX = "waiting:"  # a stream's candles and signals that are still waiting for their pair
 SWITCHING_KEY = "switching"
 POSITIONS_KEY = "positions"
 RECENT_FILLS = 10_000  # trade ids remembered to ignore fills read again after a restart
@@ -164,6 +168,8 @@ class OrchestratorCore:
         self.tracker = ContextTracker()
         self.already_published: set[str] = set()  # on the log at start (see published_decisions)
         self._candles_since_check = 0
+        # stream -> open time -> {"candle": env, "signal": env}: halves of a pair seen so far (signals mode)
+        self.waiting: dict[str, dict[int, dict[str, Envelope[Event]]]] = {}
 
     def _handoff(self, from_file: Handoff) -> Handoff | None:
         """The settings' hand-off over the file's; None lets the file decide."""
@@ -183,6 +189,12 @@ class OrchestratorCore:
             elif key == POSITIONS_KEY:
                 positions = {name: str(quantity) for name, quantity in self.positions.items()}
                 out[key] = orjson.dumps({"positions": positions, "fills": list(self.fills)})
+            elif key.startswith(WAITING_PREFIX):
+                halves = self.waiting.get(key.removeprefix(WAITING_PREFIX), {})
+                out[key] = orjson.dumps({
+                    str(open_time): {kind: encode(env).decode() for kind, env in pair.items()}
+                    for open_time, pair in sorted(halves.items())
+                })
             else:
                 detector, last = self.detectors[key].to_state(), self.last_open_time[key]
                 out[STREAM_PREFIX + key] = orjson.dumps({"detector": detector, "last_open_time": last})
@@ -197,6 +209,12 @@ class OrchestratorCore:
         elif key == POSITIONS_KEY:
             self.positions = {name: Decimal(value) for name, value in state["positions"].items()}
             self.fills.extend(state["fills"])
+        elif key.startswith(WAITING_PREFIX):
+            topics = {"candle": MARKET_CANDLES, "signal": SIGNALS_TECHNICAL}
+            self.waiting[key.removeprefix(WAITING_PREFIX)] = {
+                int(open_time): {kind: decode(topics[kind], value.encode()) for kind, value in pair.items()}
+                for open_time, pair in state.items()
+            }
         else:
             stream = key.removeprefix(STREAM_PREFIX)
             exchange, symbol, timeframe = stream.rsplit(":", 2)
@@ -214,7 +232,10 @@ class OrchestratorCore:
         payload = env.payload
         out: list[Envelope[Event]] = []
         if isinstance(payload, CandleClosed):
-            out = self._candle(env, payload)
+            paired = self.config.signals
+            out = self._pair(env, payload.open_time, "candle") if paired else self._candle(env, None)
+        elif isinstance(payload, TechnicalSignal):
+            out = self._pair(env, payload.open_time, "signal") if self.config.signals else []
         elif isinstance(payload, OrderFilled):
             self._fill(payload)
         elif isinstance(payload, RiskDecision):
@@ -258,10 +279,31 @@ class OrchestratorCore:
         self.positions[key] = self.positions.get(key, Decimal(0)) + signed
         self.touched.add(POSITIONS_KEY)
 
-    def _candle(self, env: Envelope[Event], candle: CandleClosed) -> list[Envelope[Event]]:
+    def _pair(self, env: Envelope[Event], open_time: int, kind: str) -> list[Envelope[Event]]:
+        """Signals mode: decide on a candle once its `signals.technical` event is here too (either may
+        come first: they are read from two topics). A pair that completes drops the older halves of
+        its stream that never found theirs (a candle the technical agent dead-lettered, say)."""
         key = env.key
+        if open_time <= self.last_open_time.get(key, -1):
+            return []  # seen before (a replay after a crash): the state already has it
+        halves = self.waiting.setdefault(key, {})
+        pair = halves.setdefault(open_time, {})
+        pair[kind] = env
+        self.touched.add(WAITING_PREFIX + key)
+        if len(pair) < 2:
+            return []
+        for stale in [t for t in halves if t <= open_time]:
+            del halves[stale]
+        return self._candle(pair["candle"], pair["signal"])
+
+    def _candle(self, env: Envelope[Event], signal_env: Envelope[Event] | None) -> list[Envelope[Event]]:
+        key = env.key
+        candle = env.payload
+        assert isinstance(candle, CandleClosed)
         if candle.open_time <= self.last_open_time.get(key, -1):
             return []  # seen before (a replay after a crash): the state already has it
+        signals = signal_env.payload if signal_env is not None else None
+        assert signals is None or isinstance(signals, TechnicalSignal)
         out = self._maybe_reload(env)
         detector = self.detectors.get(key)
         if detector is None:
@@ -275,7 +317,7 @@ class OrchestratorCore:
             out.append(Envelope.create(changed, key=key, ts=env.ts, source=OrchestratorAgent.name,
                                        caused_by=env))
         position = Position(self.positions.get(instrument_key(candle.exchange, candle.symbol), Decimal(0)))
-        step = self.switching.on_candle(candle, None, position, detector.regime)
+        step = self.switching.on_candle(candle, signals, position, detector.regime)
         for intent in step.intents:
             published = self._intent(env, intent)
             if intent.decision_id in self.already_published:
@@ -323,6 +365,8 @@ class OrchestratorCore:
         if self._candles_since_check < self.config.reload_every:
             return []
         self._candles_since_check = 0
+        # stream -> open time -> {"candle": env, "signal": env}: halves of a pair seen so far (signals mode)
+        self.waiting: dict[str, dict[int, dict[str, Envelope[Event]]]] = {}
         try:
             strategies, self.mtime = reload_if_changed(self.path, self.mtime)
         except SelectorConfigError as exc:
@@ -349,17 +393,21 @@ class OrchestratorAgent:
 
     name: ClassVar[str] = "orchestrator"
     consumes: ClassVar[tuple[TopicSpec, ...]] = (
-        MARKET_CANDLES, EXECUTION_REPORTS, RISK_DECISIONS, ORDERS, AGENTS_HEARTBEAT, CONTROL_COMMANDS,
+        MARKET_CANDLES, SIGNALS_TECHNICAL, EXECUTION_REPORTS, RISK_DECISIONS, ORDERS, AGENTS_HEARTBEAT,
+        CONTROL_COMMANDS,
     )
     produces: ClassVar[tuple[TopicSpec, ...]] = (REGIME, STRATEGY_INTENTS, ALERTS, ORCHESTRATOR_STATE)
 
     def __init__(
         self, deps: AgentDeps, decisions: DecisionLog | None = None,
-        snapshots: ContextSnapshots | None = None,
+        snapshots: ContextSnapshots | None = None, config: OrchestratorConfig | None = None,
     ) -> None:
-        """`decisions`/`snapshots` None: on the Postgres of the settings (without settings: not kept)."""
+        """`decisions`/`snapshots` None: on the Postgres of the settings (without settings: not kept);
+        `config` None: the settings' `orchestrator` section."""
         self.deps = deps
-        self.config = deps.settings.orchestrator if deps.settings is not None else OrchestratorConfig()
+        if config is None:
+            config = deps.settings.orchestrator if deps.settings is not None else OrchestratorConfig()
+        self.config = config
         self.core = OrchestratorCore(self.config)
         self.decisions = decisions
         self.snapshots = snapshots or (ContextSnapshots(decisions.engine) if decisions is not None else None)
@@ -383,7 +431,8 @@ class OrchestratorAgent:
         self.core = OrchestratorCore(self.config, forest)
         if settings is not None:
             self.core.already_published = await published_decisions(settings, self.name)
-        for key in (SWITCHING_KEY, POSITIONS_KEY, *await self.deps.store.keys(STREAM_PREFIX)):
+        keys = [*await self.deps.store.keys(STREAM_PREFIX), *await self.deps.store.keys(WAITING_PREFIX)]
+        for key in (SWITCHING_KEY, POSITIONS_KEY, *keys):
             saved = await self.deps.store.load(key)
             if saved is not None:
                 self.core.restore(key, saved)
@@ -422,6 +471,7 @@ class OrchestratorAgent:
         for key, value in self.core.saved().items():
             await self.deps.store.save(key, value)
             self.core.touched.discard(key.removeprefix(STREAM_PREFIX))  # only once saved
+            self.core.touched.discard(key)
         await self._save_context()
 
     async def _save_context(self) -> None:

@@ -314,6 +314,8 @@ class OrchestratorConfig(Section):
     snapshot_every_ms: int = Field(
         15 * 60 * 1000, ge=1000, description="event time between Postgres snapshots of the ExecutionContext"
     )
+    signals: bool = Field(True, description="decide on a candle only with its signals.technical event (the "
+                          "technical agent must run); false: on the candle alone")
 
 
 class RiskConfig(Section):

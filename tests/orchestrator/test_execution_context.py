@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agents.base import AgentDeps
 from agents.orchestrator import OrchestratorAgent
 from config.errors import DomainError
+from config.settings import OrchestratorConfig
 from memory.context_snapshots import ContextSnapshots
 from memory.decision_log import DecisionLog
 from memory.ports import InMemoryStateStore
@@ -65,7 +66,8 @@ def order_update(intent_env: Envelope[Event], status: str, seq: int) -> Envelope
 
 
 async def new_agent(store: InMemoryStateStore, log: DecisionLog | None = None) -> OrchestratorAgent:
-    agent = OrchestratorAgent(AgentDeps(store=store, log=structlog.get_logger("test")), decisions=log)
+    agent = OrchestratorAgent(AgentDeps(store=store, log=structlog.get_logger("test")), decisions=log,
+                              config=OrchestratorConfig(signals=False))
     await agent.start()
     return agent
 

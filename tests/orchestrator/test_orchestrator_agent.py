@@ -44,7 +44,8 @@ async def test_candles_on_the_broker_become_intents_and_recorded_decisions(
 ) -> None:
     suffix = uuid.uuid4().hex[:8].upper()
     names = {"BTC/USDT": f"BTC{suffix}/USDT", "ETH/USDT": f"ETH{suffix}/USDT"}
-    config = OrchestratorConfig(regime_model=f"regime_{suffix}")  # none registered: the rule detector
+    config = OrchestratorConfig(regime_model=f"regime_{suffix}",  # none registered: the rule detector
+                                signals=False)  # candles alone: no technical agent runs here
     candles = real_candles(rows=800, rename=names)
     core = OrchestratorCore(config)
     expected = [out for env in candles for out in core.handle(env)]

@@ -38,6 +38,7 @@ from topics.system import AlertRaised
 from topics.trading import OrderIntent
 
 CANDLES = real_candles()
+CANDLES_ONLY = OrchestratorConfig(signals=False)  # these tests feed candles alone
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,8 @@ async def engine(endpoints: Endpoints) -> AsyncIterator[AsyncEngine]:
 
 
 async def new_agent(store: InMemoryStateStore, log: DecisionLog | None = None) -> OrchestratorAgent:
-    agent = OrchestratorAgent(AgentDeps(store=store, log=structlog.get_logger("test")), decisions=log)
+    agent = OrchestratorAgent(AgentDeps(store=store, log=structlog.get_logger("test")), decisions=log,
+                              config=CANDLES_ONLY)
     await agent.start()
     return agent
 
@@ -152,7 +154,7 @@ async def test_strategies_yaml_is_reloaded_when_it_changes_and_a_bad_edit_alerts
     shipped = default_strategies_path().read_text(encoding="utf-8")
     path.write_text("version: 1\ndefault: risk_off\nregimes:\n  neutral: [risk_off]\n", encoding="utf-8")
     os.utime(path, (1_000, 1_000))
-    config = OrchestratorConfig(strategies_path=path, reload_every=10)
+    config = OrchestratorConfig(strategies_path=path, reload_every=10, signals=False)
     agent = OrchestratorAgent(AgentDeps(store=InMemoryStateStore(), log=structlog.get_logger("test")))
     agent.core = OrchestratorCore(config)
     third = len(CANDLES) // 3

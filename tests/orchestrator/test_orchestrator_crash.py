@@ -38,7 +38,7 @@ CHUNK = 40
 def start_orchestrator(settings: Settings, regime_model: str, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, CRYPTIQ_HOME=str(settings.home), CRYPTIQ_LOG_FORMAT="json",
                CRYPTIQ_LOG_LEVEL="INFO", CRYPTIQ_AGENTS_COMMIT_INTERVAL_S="60",
-               CRYPTIQ_ORCHESTRATOR_REGIME_MODEL=regime_model)
+               CRYPTIQ_ORCHESTRATOR_REGIME_MODEL=regime_model, CRYPTIQ_ORCHESTRATOR_SIGNALS="false")
     with log.open("ab") as out:
         return subprocess.Popen([str(CRYPTIQ), "agent", "orchestrator"], env=env, stdout=out, stderr=out)
 
@@ -62,7 +62,7 @@ async def test_a_killed_orchestrator_restarts_without_a_duplicate_or_a_missing_i
     names = {"BTC/USDT": f"BTC{suffix}/USDT", "ETH/USDT": f"ETH{suffix}/USDT"}
     regime_model = f"regime_{suffix}"  # none registered: the rule detector, as in the core run below
     candles = real_candles(rows=900, rename=names)
-    core = OrchestratorCore(OrchestratorConfig(regime_model=regime_model))
+    core = OrchestratorCore(OrchestratorConfig(regime_model=regime_model, signals=False))
     made = [out for env in candles for out in core.handle(env)]
     expected = Counter(encode(env) for env in made if env.type == "OrderIntent")
     assert sum(expected.values()) >= 6
