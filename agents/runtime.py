@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
+import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
@@ -47,10 +48,11 @@ from infra import Endpoints, install_leave_group_fix, kafka_client_kwargs
 from memory.migrations import upgrade
 from memory.ports import StateStore
 from memory.redis_store import RedisStateStore, connect_redis
+from topics.control import AgentPauseChanged
 from topics.envelope import Envelope
 from topics.events import Event
-from topics.registry import AGENTS_HEARTBEAT, DEADLETTER, REGISTRY, TopicSpec
-from topics.serialization import encode, headers
+from topics.registry import AGENTS_HEARTBEAT, CONTROL_COMMANDS, DEADLETTER, REGISTRY, TopicSpec
+from topics.serialization import DecodeError, decode, encode, headers
 from topics.system import AgentHeartbeat
 
 # See the module docstring: Tansu holds a JoinGroup for ~rebalance timeout / 2.
@@ -61,7 +63,8 @@ MAX_POLL_INTERVAL_MS = 300_000
 PRODUCER_LINGER_MS = 5
 PRODUCER_MAX_BATCH_BYTES = 256 * 1024
 
-Status = Literal["starting", "ready", "draining", "stopped"]
+Status = Literal["starting", "ready", "paused", "draining", "stopped"]
+PAUSED_KEY = "_paused"  # in the agent's state store: the last AgentPauseChanged applied, as JSON
 
 
 def instance_name() -> str:
@@ -88,6 +91,7 @@ async def close_agent(agent: object, log: Any) -> None:
         await close()
     except Exception as exc:  # closing must not hide why we stopped
         log.warning("agent close failed", error=f"{type(exc).__name__}: {exc}")
+
 
 class _Host:
     """What every host shares: identity, readiness, crash state, the producer and heartbeats."""
@@ -191,6 +195,7 @@ class AgentHost(_Host):
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self.idle = False  # True when the last poll found nothing new
+        self.paused = False  # an operator paused this agent (AgentPauseChanged on control.commands)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -205,6 +210,8 @@ class AgentHost(_Host):
         )
         self.dispatcher = Dispatcher(self.agent, self.settings.agents)
         await self.agent.start()
+        saved = await self._store.load(PAUSED_KEY)
+        self.paused = bool(saved and orjson.loads(saved).get("paused"))
 
         client = kafka_client_kwargs(self.settings.kafka, self.endpoints.kafka_bootstrap)
         client["client_id"] = f"{client['client_id']}-{self.name}"
@@ -222,7 +229,10 @@ class AgentHost(_Host):
         )
         await self._producer.start()
         await self._consumer.start()
-        self._consumer.subscribe([spec.name for spec in self._agent_cls.consumes], listener=_Rebalance(self))
+        topics = [spec.name for spec in self._agent_cls.consumes]
+        if CONTROL_COMMANDS.name not in topics:
+            topics.append(CONTROL_COMMANDS.name)  # the runtime's own input: pause and resume
+        self._consumer.subscribe(topics, listener=_Rebalance(self))
         self._loop_task = asyncio.create_task(self._consume_forever(), name=f"{self.name}-consume")
         self._heartbeat_task = asyncio.create_task(self._beat_forever(), name=f"{self.name}-heartbeat")
         self.log.info("agent starting", consumes=[spec.name for spec in self._agent_cls.consumes])
@@ -292,6 +302,10 @@ class AgentHost(_Host):
         sends = []
         for tp, records in batch.items():
             bind(agent=self.name, topic=tp.topic, partition=tp.partition)
+            if tp.topic == CONTROL_COMMANDS.name:
+                await self._control(records)
+                if CONTROL_COMMANDS not in self._agent_cls.consumes:
+                    continue
             for record in records:
                 bind(offset=record.offset)
                 inbound = InboundRecord(
@@ -334,16 +348,52 @@ class AgentHost(_Host):
         )
         self.crashed.set()
 
+    # -- pause and resume ----------------------------------------------------------------------
+
+    async def _control(self, records: list[ConsumerRecord[Any, Any]]) -> None:
+        """Apply the AgentPauseChanged commands addressed to this agent, in order; ignore the rest."""
+        for record in records:
+            try:
+                env = decode(CONTROL_COMMANDS, record.value)
+            except DecodeError:
+                continue  # the agents that consume control.commands dead-letter it; the runtime just skips
+            command = env.payload
+            if isinstance(command, AgentPauseChanged) and command.agent == self.name:
+                self.log.info("agent paused" if command.paused else "agent resumed", actor=command.actor,
+                              reason=command.reason)
+                assert self._store is not None
+                await self._store.save(PAUSED_KEY, orjson.dumps({
+                    "paused": command.paused, "actor": command.actor, "reason": command.reason,
+                    "at": command.at,
+                }))
+                self.paused = command.paused
+                self._apply_pause()
+                await self._publish_heartbeat(self.state.status)  # dashboards see it now, not in 5 s
+
+    def _apply_pause(self) -> None:
+        """Paused: stop fetching every input but control.commands (lag grows); else fetch them all."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        inputs = [tp for tp in consumer.assignment() if tp.topic != CONTROL_COMMANDS.name]
+        if self.paused:
+            consumer.pause(*inputs)
+        else:
+            consumer.resume(*inputs)
+        if self.ready.is_set() and self.state.status in ("ready", "paused"):
+            self.state.status = "paused" if self.paused else "ready"
+
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._apply_pause()  # a new assignment starts unpaused
         if not self.ready.is_set():
             self.state.ready_after_s = time.monotonic() - self.state.started_at
-            self.state.status = "ready"
+            self.state.status = "paused" if self.paused else "ready"
             self.ready.set()
             self.log.info(
-                "agent ready", after_s=round(self.state.ready_after_s, 3),
+                "agent ready", after_s=round(self.state.ready_after_s, 3), paused=self.paused,
                 partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned),
             )
-            await self._publish_heartbeat("ready")
+            await self._publish_heartbeat(self.state.status)
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._batch_lock:  # let the batch in hand finish, then hand over its offsets

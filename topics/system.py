@@ -20,7 +20,7 @@ class AgentHeartbeat(Event):
 
     agent: str
     instance: str = Field(description="host:pid of the process hosting the agent")
-    status: Literal["starting", "ready", "draining", "stopped"]
+    status: Literal["starting", "ready", "paused", "draining", "stopped"]
     processed: int = Field(ge=0, description="messages handled since start")
     dead_lettered: int = Field(ge=0, description="messages sent to the dead-letter topic since start")
     lag: int = Field(ge=0, description="messages behind the end of its input topics, summed")
