@@ -128,6 +128,25 @@ class Web3Config(Section):
     infura_project_id: SecretStr | None = None
     private_key: SecretStr | None = None
     chain_id: int = Field(1, ge=1)
+    # The on-chain venue (execution.web3_venue): where it swaps and what it may pay for gas.
+    exchange: str = Field("uniswap_v2", min_length=1, description="exchange name of its orders and fills")
+    router_address: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")] | None = Field(
+        None, description="Uniswap-V2-style router that swaps go through"
+    )
+    tokens: dict[str, Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]] = Field(
+        default_factory=dict, description="ERC-20 contract address by symbol, e.g. {USDC: '0x...'}"
+    )
+    native_symbol: str = Field("ETH", min_length=1, description="symbol of the chain's own coin (gas, fees)")
+    max_fee_per_gas_gwei: Decimal = Field(Decimal("200"), gt=0, description="cap on maxFeePerGas: a base "
+                                          "fee above it refuses to send")
+    max_priority_fee_gwei: Decimal = Field(Decimal("2"), ge=0, description="cap on the priority fee (tip)")
+    gas_margin: Decimal = Field(Decimal("1.2"), ge=1, le=10, description="gas limit = estimate x this")
+    slippage_bps: Decimal = Field(Decimal("50"), ge=0, lt=10_000, description="market swaps: the least out "
+                                  "(or most in) this far from the router's quote")
+    deadline_s: int = Field(300, ge=1, le=86_400, description="swap deadline after the order's event time")
+    receipt_timeout_s: float = Field(120, gt=0, le=3600, description="how long place() waits for a receipt")
+    approval: Literal["exact", "unlimited"] = Field("exact", description="ERC-20 allowance given to the "
+                                                    "router: each swap's amount, or unlimited once")
 
 
 class NotifierConfig(Section):
