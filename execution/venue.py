@@ -6,7 +6,9 @@ Every method that changes something returns the order events it caused (`OrderUp
 can stamp what it reports before the exchange answers with its own times.
 
 Idempotency is part of the contract: placing an order whose client order id the venue already
-knows places nothing and returns no events (`fetch_order` tells what became of it).
+knows sends nothing. It returns the changes the caller has not seen: none if this venue object
+placed the order; the catch-up events (submitted, fills since) if a fresh object (after a
+restart) finds the order only at the exchange, so nothing is lost (`fetch_order` tells more).
 """
 
 from __future__ import annotations
