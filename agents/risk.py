@@ -4,17 +4,26 @@ The deciding is `execution.risk.RiskEngine`; this shell gives it what it needs a
 event time:
 
 - the market: per instrument the last close and a streaming ATR(14) of one timeframe (the first
-  one seen for it), from `market.candles`;
+  one seen for it), from `market.candles`, plus the recent closes and traded value the risk
+  breakdown is measured on;
 - the portfolio: a `Ledger` of the fills on `execution.reports`, opened with the paper
-  account's starting cash and marked at each close, as equity and positions at mark.
+  account's starting cash and marked at each close, as equity and positions at mark;
+- the orders it approved that have not filled yet (`pending`): counted against the exposure and
+  position limits until `execution.reports` fills them or `orders` says they ended, so intents
+  repeated faster than fills come back cannot stack past a limit;
+- the switches on `risk.control`: a `KillSwitchChanged` (from `cryptiq kill-switch`, the ops API)
+  engages or releases the kill switch, a `RiskModeChanged` to `normal` resets the breaker.
 
-It publishes a `RiskModeChanged` on `risk.control` when the drawdown breaker trips. Its state
-(engine state, streams, fills, the intents already answered) is saved at each checkpoint, and an
-input it has seen is ignored, so a restart answers every intent once and exactly as before.
+It publishes a `RiskModeChanged` on `risk.control` when the drawdown breaker trips, and a
+`RiskBreakdown` of the paper portfolio on `risk.breakdown` after every fill and every
+`risk.breakdown_every_candles` closed candles. Its state (engine state with the switches,
+streams, fills, pending orders, the intents already answered) is saved at each checkpoint, and
+an input it has seen is ignored, so a restart answers every intent once and exactly as before.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -24,31 +33,52 @@ import orjson
 from agents.base import AgentDeps
 from agents.paper_account import opening_ledger
 from config.settings import PaperTradingConfig, RiskConfig
-from execution.risk import MarketSnapshot, RiskEngine, RiskState
+from execution.order import TERMINAL, client_order_id
+from execution.risk import (
+    YEAR_MS,
+    MarketSnapshot,
+    RiskEngine,
+    RiskState,
+    aligned_log_returns,
+    risk_breakdown,
+)
 from indicators.streaming import ATR
 from topics.envelope import Envelope
 from topics.events import Event
-from topics.market import CandleClosed, instrument_key
-from topics.orders import OrderFilled
+from topics.market import CandleClosed, instrument_key, timeframe_ms
+from topics.orders import OrderFilled, OrderUpdated
 from topics.registry import (
     EXECUTION_REPORTS,
     MARKET_CANDLES,
+    ORDERS,
+    RISK_BREAKDOWN,
     RISK_CONTROL,
     RISK_DECISIONS,
     STRATEGY_INTENTS,
     TopicSpec,
 )
-from topics.trading import OrderIntent, PortfolioSnapshot, PositionSnapshot, RiskDecision
+from topics.trading import (
+    KillSwitchChanged,
+    OrderIntent,
+    PortfolioSnapshot,
+    PositionSnapshot,
+    RiskBreakdown,
+    RiskDecision,
+    RiskModeChanged,
+)
 
 STATE_KEY = "state"
 ATR_PERIOD = 14
+PORTFOLIO = "paper"
 
 
 class RiskCore:
-    """Intents, candles and fills in; decisions and breaker changes out. Time from the inputs only."""
+    """Intents, candles, fills, order changes and switches in; decisions, breaker changes and risk
+    breakdowns out. Time from the inputs only."""
 
     def __init__(self, risk: RiskConfig, paper: PaperTradingConfig, state: dict[str, Any] | None = None):
         saved = state or {}
+        self.risk = risk
         self.paper = paper
         self.engine = RiskEngine(risk, RiskState.model_validate(saved["risk"]) if "risk" in saved else None)
         self.streams: dict[str, dict[str, Any]] = saved.get("streams", {})
@@ -59,8 +89,12 @@ class RiskCore:
         for fill in self.fills:
             self._book(fill)
         for stream in self.streams.values():
-            self.ledger.mark(stream["symbol"], Decimal(stream["close"]))
+            if stream["close"] is not None:
+                self.ledger.mark(stream["symbol"], Decimal(stream["close"]))
         self.decided: set[str] = set(saved.get("decided", []))
+        # client order id -> the approved order not yet filled: key, signed quantity, price, filled
+        self.pending: dict[str, dict[str, str]] = saved.get("pending", {})
+        self.candles_since_breakdown: int = saved.get("candles_since_breakdown", 0)
 
     def state(self) -> dict[str, Any]:
         for key, atr in self.atrs.items():
@@ -68,16 +102,20 @@ class RiskCore:
         return {
             "risk": self.engine.state.model_dump(mode="json"), "streams": self.streams,
             "fills": [fill.model_dump(mode="json") for fill in self.fills], "decided": sorted(self.decided),
+            "pending": self.pending, "candles_since_breakdown": self.candles_since_breakdown,
         }
 
     def handle(self, env: Envelope[Event]) -> list[Envelope[Event]]:
         payload = env.payload
         if isinstance(payload, CandleClosed):
-            self._candle(payload)
-            return []
+            return self._candle(env, payload)
         if isinstance(payload, OrderFilled):
-            if self._book(payload):
-                self.fills.append(payload)
+            return self._fill(env, payload)
+        if isinstance(payload, OrderUpdated):
+            self._order_changed(payload)
+            return []
+        if isinstance(payload, KillSwitchChanged | RiskModeChanged):
+            self.engine.apply(payload)
             return []
         assert isinstance(payload, OrderIntent)
         if payload.decision_id in self.decided:
@@ -85,21 +123,64 @@ class RiskCore:
         self.decided.add(payload.decision_id)
         return self._decide(env, payload)
 
-    def _candle(self, candle: CandleClosed) -> None:
+    # -- market and fills --
+
+    def _candle(self, env: Envelope[Event], candle: CandleClosed) -> list[Envelope[Event]]:
         key = instrument_key(candle.exchange, candle.symbol)
         stream = self.streams.setdefault(key, {"symbol": candle.symbol, "timeframe": candle.timeframe,
                                                "open_time": -1, "close": None, "atr_value": None})
         if candle.timeframe != stream["timeframe"] or candle.open_time <= stream["open_time"]:
-            return  # another timeframe, or seen before
+            return []  # another timeframe, or seen before
         atr = self.atrs.setdefault(key, ATR(ATR_PERIOD))
         value = atr.update(candle.high, candle.low, candle.close)
         stream.update(open_time=candle.open_time, close=repr(candle.close),
                       atr_value=None if value is None else repr(value))
+        # (open time, close, traded value in the quote currency) of the breakdown's window
+        history = stream.setdefault("history", [])
+        history.append([candle.open_time, candle.close, candle.close * candle.volume])
+        del history[: -(self.risk.breakdown_window + 1)]
         self.ledger.mark_candle(candle)
+        every = self.risk.breakdown_every_candles
+        if every == 0:
+            return []
+        self.candles_since_breakdown += 1
+        if self.candles_since_breakdown < every:
+            return []
+        return [self._breakdown(env)]
+
+    def _fill(self, env: Envelope[Event], fill: OrderFilled) -> list[Envelope[Event]]:
+        if not self._book(fill):
+            return []  # booked before
+        self.fills.append(fill)
+        self._filled(fill)
+        return [self._breakdown(env)]
 
     def _book(self, fill: OrderFilled) -> bool:
         self.exchanges[fill.symbol] = fill.exchange
         return self.ledger.apply(fill)
+
+    def _filled(self, fill: OrderFilled) -> None:
+        order = self.pending.get(fill.client_order_id)
+        if order is None:
+            return  # not ours to track (an exit, or an order that already ended)
+        filled = Decimal(order["filled"]) + fill.quantity
+        if filled >= abs(Decimal(order["quantity"])):
+            del self.pending[fill.client_order_id]
+        else:
+            order["filled"] = str(filled)
+
+    def _order_changed(self, update: OrderUpdated) -> None:
+        order = self.pending.get(update.client_order_id)
+        if order is None:
+            return
+        if update.status in TERMINAL and update.status != "filled":
+            del self.pending[update.client_order_id]  # cancelled, rejected or expired: no more fills
+        elif update.quantity.is_finite() and update.quantity > 0:
+            sign = 1 if update.side == "buy" else -1
+            order["quantity"] = str(sign * update.quantity)  # execution may have trimmed it
+            # A `filled` status waits for its fills on execution.reports, which move the ledger.
+
+    # -- decisions --
 
     def portfolio(self, ts: int) -> PortfolioSnapshot:
         """Equity and open positions at mark (at cost before an instrument's first close)."""
@@ -110,8 +191,20 @@ class RiskCore:
             mark = self.ledger.marks.get(symbol) or abs(position.cost / position.quantity)
             positions.append(PositionSnapshot(exchange=self.exchanges[symbol], symbol=symbol,
                                               quantity=position.quantity, mark_price=mark))
-        return PortfolioSnapshot(portfolio="paper", ts=ts, equity=self.ledger.equity(self.paper.quote_asset),
-                                 positions=tuple(positions))
+        equity = self.ledger.equity(self.paper.quote_asset)
+        return PortfolioSnapshot(portfolio=PORTFOLIO, ts=ts, equity=equity, positions=tuple(positions))
+
+    def pending_orders(self) -> list[PositionSnapshot]:
+        """The approved orders not yet filled, as signed unfilled quantities at their approval price."""
+        out = []
+        for order in self.pending.values():
+            quantity = Decimal(order["quantity"])
+            sign = 1 if quantity > 0 else -1
+            left = quantity - sign * Decimal(order["filled"])
+            if left != 0:
+                out.append(PositionSnapshot(exchange=order["exchange"], symbol=order["symbol"], quantity=left,
+                                            mark_price=Decimal(order["price"])))
+        return out
 
     def _decide(self, env: Envelope[Event], intent: OrderIntent) -> list[Envelope[Event]]:
         portfolio = self.portfolio(env.ts)
@@ -132,18 +225,47 @@ class RiskCore:
         else:
             atr = stream.get("atr_value") if stream else None
             market = MarketSnapshot(price=price, atr=None if atr is None else Decimal(atr))
-            decision = self.engine.evaluate(intent, portfolio, market)
+            decision = self.engine.evaluate(intent, portfolio, market, pending=self.pending_orders())
+        if decision.verdict != "rejected" and decision.sizing != "reduce_only":
+            sign = 1 if decision.side == "buy" else -1
+            self.pending[client_order_id(decision.decision_id)] = {
+                "exchange": decision.exchange, "symbol": decision.symbol,
+                "quantity": str(sign * decision.size), "price": str(decision.entry_price or price),
+                "filled": "0",
+            }
         out.append(Envelope.create(decision, key=intent.key, ts=env.ts, source=RiskAgent.name, caused_by=env,
                                    discriminator=intent.decision_id))
         return out
+
+    # -- the risk picture --
+
+    def breakdown(self, ts: int) -> RiskBreakdown:
+        """The paper portfolio's risk breakdown at `ts` from the candles and fills seen so far."""
+        portfolio = self.portfolio(ts)
+        window = self.risk.breakdown_window
+        histories = {p.key: self.streams[p.key].get("history", []) for p in portfolio.positions
+                     if p.key in self.streams}
+        closes = {key: [(int(t), float(c)) for t, c, _ in rows] for key, rows in histories.items()}
+        volumes = {key: math.fsum(v for _, _, v in rows[-window:]) for key, rows in histories.items() if rows}
+        timeframes = [self.streams[key]["timeframe"] for key in histories]
+        periods = YEAR_MS / timeframe_ms(timeframes[0]) if timeframes else 1.0
+        return risk_breakdown(portfolio, returns=aligned_log_returns(closes, window),
+                              quote_volumes=volumes, periods_per_year=periods)
+
+    def _breakdown(self, env: Envelope[Event]) -> Envelope[Event]:
+        self.candles_since_breakdown = 0
+        return Envelope.create(self.breakdown(env.ts), key=PORTFOLIO, ts=env.ts, source=RiskAgent.name,
+                               caused_by=env, discriminator=env.event_id)
 
 
 class RiskAgent:
     """Sizes, stops and limits every intent against the paper portfolio: one decision per intent."""
 
     name: ClassVar[str] = "risk"
-    consumes: ClassVar[tuple[TopicSpec, ...]] = (STRATEGY_INTENTS, MARKET_CANDLES, EXECUTION_REPORTS)
-    produces: ClassVar[tuple[TopicSpec, ...]] = (RISK_DECISIONS, RISK_CONTROL)
+    consumes: ClassVar[tuple[TopicSpec, ...]] = (
+        STRATEGY_INTENTS, MARKET_CANDLES, EXECUTION_REPORTS, ORDERS, RISK_CONTROL,
+    )
+    produces: ClassVar[tuple[TopicSpec, ...]] = (RISK_DECISIONS, RISK_CONTROL, RISK_BREAKDOWN)
 
     def __init__(self, deps: AgentDeps) -> None:
         self.deps = deps
@@ -155,9 +277,17 @@ class RiskAgent:
         saved = await self.deps.store.load(STATE_KEY)
         if saved:
             self.core = RiskCore(self.risk, self.paper, orjson.loads(saved))
+        switch = self.core.engine.state.kill_switch
+        if switch is not None and switch.engaged:
+            self.deps.log.warning("kill_switch_engaged", actor=switch.actor, reason=switch.reason,
+                                  at=switch.at)
 
     async def checkpoint(self) -> None:
         await self.deps.store.save(STATE_KEY, orjson.dumps(self.core.state()))
 
     async def handle(self, env: Envelope[Event]) -> Sequence[Envelope[Event]]:
+        if isinstance(env.payload, KillSwitchChanged):
+            switch = env.payload
+            self.deps.log.warning("kill_switch_changed", engaged=switch.engaged, actor=switch.actor,
+                                  reason=switch.reason, at=switch.at)
         return self.core.handle(env)

@@ -59,7 +59,7 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def _register() -> None:
-    from cli import agents, data, indicators, infra, ladder, pnl, recording, scan, topics, train
+    from cli import agents, data, indicators, infra, ladder, pnl, recording, risk, scan, topics, train
 
     app.command("agent")(agents.agent)
     app.command("run")(agents.run)
@@ -74,6 +74,8 @@ def _register() -> None:
     app.add_typer(topics.app, name="topics", help="List topics and print their JSON Schemas.")
     app.add_typer(data.app, name="data", help="Import candle files into the local store and list them.")
     app.add_typer(train.app, name="train", help="Train models on candle files and register new versions.")
+    app.add_typer(risk.app, name="kill-switch",
+                  help="Engage, release or show the kill switch (cancels open orders, blocks new ones).")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -373,6 +373,10 @@ class RiskConfig(Section):
                                   "trips the breaker: risk-off until reset")
     min_notional: Decimal = Field(Decimal("10"), ge=0, description="smallest order value worth sending, in "
                                   "the quote currency")
+    breakdown_every_candles: int = Field(24, ge=0, le=1_000_000, description="publish the risk breakdown "
+                                         "after this many closed candles and after every fill; 0: fills only")
+    breakdown_window: int = Field(48, ge=3, le=100_000, description="candles of returns and volume the "
+                                  "breakdown's volatility, correlation and liquidity are measured on")
 
     @field_validator("max_risk_per_trade")
     @classmethod
@@ -398,6 +402,29 @@ class PaperTradingConfig(Section):
     tick_size: Decimal = Field(Decimal("0.00000001"), gt=0, description="price step of every paper market")
     step_size: Decimal = Field(Decimal("0.00000001"), gt=0, description="quantity step of every paper market")
     min_notional: Decimal = Field(Decimal("1"), ge=0, description="smallest order value, quote asset")
+
+
+class OptimizerConfig(Section):
+    """The strategy optimiser (`cryptiq optimize`): what a candidate is scored by and how it is searched.
+
+    Each candidate is scored on walk-forward windows of `train_bars` (in sample) followed by
+    `test_bars` (out of sample); `warmup_bars` before a window warm the indicators and are not scored.
+    """
+
+    objective: Literal["sharpe", "sortino", "calmar", "total_return", "cagr", "profit_factor", "win_rate",
+                       "final_equity", "max_drawdown", "volatility"] = Field(
+        "sharpe", description="metric to maximise (after fees; max_drawdown and volatility are minimised)")
+    max_drawdown: float | None = Field(0.3, gt=0, le=1, description="a candidate deeper than this is "
+                                       "infeasible; null: no limit")
+    min_trades: int = Field(0, ge=0, le=1_000_000, description="a candidate with fewer trades is infeasible")
+    method: Literal["tpe", "ga"] = Field("tpe", description="tpe: optuna's TPE sampler; ga: the genetic "
+                                         "algorithm")
+    trials: int = Field(30, ge=1, le=100_000, description="candidates tried per walk-forward window")
+    seed: int = Field(0, ge=0, description="the same seed tries the same candidates")
+    train_bars: int = Field(2000, ge=10, le=10_000_000, description="bars of each train window")
+    test_bars: int = Field(500, ge=2, le=10_000_000, description="bars of each test window")
+    anchored: bool = Field(False, description="train windows start at the first bar and grow")
+    warmup_bars: int = Field(200, ge=0, le=100_000, description="bars run before a window, not scored")
 
 
 class ChannelConfig(Section):
@@ -431,6 +458,22 @@ class AlertingConfig(Section):
         return value
 
 
+class ApiConfig(Section):
+    """The ops API and dashboard (`cryptiq api`, also hosted by `cryptiq run`).
+
+    `jwt_secret` unset: a random secret per process (logged as such), so tokens die with it.
+    """
+
+    host: str = Field("127.0.0.1", min_length=1, description="interface to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port; 0 picks a free one")
+    jwt_secret: SecretStr | None = Field(None, description="HS256 signing key of access tokens")
+    token_ttl_s: int = Field(3600, ge=1, le=7 * 86_400, description="lifetime of an access token")
+    login_attempts: int = Field(5, ge=1, le=1000, description="failed logins per user and client allowed "
+                                "within login_window_s before further attempts are refused")
+    login_window_s: int = Field(300, ge=1, le=86_400, description="window of the failed-login limit")
+    enabled: bool = Field(True, description="whether `cryptiq run` hosts the API too")
+
+
 class Settings(BaseSettings):
     """The whole configuration tree. Build it with `load_settings`, not directly."""
 
@@ -458,6 +501,8 @@ class Settings(BaseSettings):
     risk: RiskConfig = RiskConfig()
     orchestrator: OrchestratorConfig = OrchestratorConfig()
     paper: PaperTradingConfig = PaperTradingConfig()
+    api: ApiConfig = ApiConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -13,10 +13,15 @@ What it does, in the order `RiskEngine.evaluate` applies it:
 5. size from the fraction of equity at risk over the stop distance: fixed fraction or
    fractional, capped Kelly from the strategy's win rate and payoff;
 6. limits: open positions, per-symbol exposure, net exposure and leverage resize the trade to
-   fit, or reject it when nothing fits; the venue's step size and minimums last.
+   fit, or reject it when nothing fits, counting orders approved but not yet filled (`pending`)
+   as held; the venue's step size and minimums last.
 
 The engine's own state (`RiskState`: switches, peak equity, the day's first equity) is a frozen
-model the risk agent saves after each message and hands back on restart.
+model the risk agent saves after each message and hands back on restart. Switch changes made
+elsewhere (the CLI, the ops API) arrive as events and are taken with `apply`.
+
+`risk_breakdown` is the portfolio's risk picture; `aligned_log_returns` lines up the holdings'
+recent closes in time for it.
 """
 
 from __future__ import annotations
@@ -273,6 +278,27 @@ class RiskEngine:
         self._state = self._state.model_copy(update={"risk_mode": event, "peak_equity": None})
         return event
 
+    def apply(self, event: KillSwitchChanged | RiskModeChanged) -> bool:
+        """Take a switch change made elsewhere (the CLI, the ops API, this engine's own trip read back
+        from `risk.control`) as the switch's state. True if it changed anything.
+
+        The latest change wins: a release lifts an engaged switch whoever engaged it, and a
+        `normal` mode leaves risk-off the way `reset_risk_off` does (the peak re-anchors).
+        """
+        state = self._state
+        if isinstance(event, KillSwitchChanged):
+            if state.kill_switch == event:
+                return False
+            self._state = state.model_copy(update={"kill_switch": event})
+            return True
+        if state.risk_mode == event:
+            return False
+        update: dict[str, object] = {"risk_mode": event}
+        if event.mode == "normal" and state.risk_off:
+            update["peak_equity"] = None
+        self._state = state.model_copy(update=update)
+        return True
+
     def observe(self, portfolio: PortfolioSnapshot) -> RiskModeChanged | None:
         """Track peak equity and the UTC day's first equity; trip the drawdown breaker if it is due.
 
@@ -302,10 +328,14 @@ class RiskEngine:
     # -- the decision --
 
     def evaluate(
-        self, intent: OrderIntent, portfolio: PortfolioSnapshot, market: MarketSnapshot
+        self, intent: OrderIntent, portfolio: PortfolioSnapshot, market: MarketSnapshot,
+        pending: Sequence[PositionSnapshot] = (),
     ) -> RiskDecision:
         """Approve, resize or reject `intent`; every decision says why in `reasons`.
 
+        `pending` are orders approved earlier that have not filled yet (signed quantity, valued at
+        the price they were approved at): the exposure and position limits count them as if they
+        had filled, so intents repeated before the first fill comes back cannot stack past a limit.
         It observes `portfolio` first; call `observe` yourself beforehand to publish a breaker trip.
         """
         self.observe(portfolio)
@@ -320,7 +350,7 @@ class RiskEngine:
             self._check_kill_switch()
             if intent.reduce_only:
                 return self._reduce(intent, portfolio, market, common)
-            return self._open(intent, portfolio, market, entry, common)
+            return self._open(intent, portfolio, market, entry, common, pending=pending)
         except _Rejected as rejection:
             return RiskDecision(**common, verdict="rejected", size=Decimal(0), risk_amount=Decimal(0),
                                 reasons=[rejection.reason])
@@ -354,14 +384,14 @@ class RiskEngine:
 
     def _open(
         self, intent: OrderIntent, portfolio: PortfolioSnapshot, market: MarketSnapshot, entry: Decimal,
-        common: dict[str, object],
+        common: dict[str, object], *, pending: Sequence[PositionSnapshot] = (),
     ) -> RiskDecision:
         if portfolio.equity <= 0:
             raise _Rejected(f"equity {portfolio.equity} is not positive: nothing can be put at risk")
         self._check_breakers(portfolio)
         plan = self._plan(intent, entry, market)
         size, sizing, resized, reasons = self._size(intent, portfolio.equity, entry, plan.stop)
-        size, limited, limit_reasons = self._apply_limits(intent, portfolio, entry, size)
+        size, limited, limit_reasons = self._apply_limits(intent, portfolio, entry, size, pending)
         size = self._floor(size, market)
         self._check_minimums(size, entry, market)
         if intent.size is not None and size != intent.size:
@@ -482,16 +512,19 @@ class RiskEngine:
         return size, sizing, resized, reasons
 
     def _apply_limits(
-        self, intent: OrderIntent, portfolio: PortfolioSnapshot, price: Decimal, size: Decimal
+        self, intent: OrderIntent, portfolio: PortfolioSnapshot, price: Decimal, size: Decimal,
+        pending: Sequence[PositionSnapshot] = (),
     ) -> tuple[Decimal, bool, list[str]]:
         """`size` cut to what the exposure limits leave room for; rejected when there is none.
 
-        Exposure is valued at the entry price for this instrument and at the marks for the rest.
+        Exposure is valued at the entry price for this instrument and at the marks for the rest;
+        pending orders count as filled (see `evaluate`).
         """
         config, equity, sign = self.config, portfolio.equity, _sign(intent.side)
-        position = portfolio.position(intent.key)
+        book = _with_pending(portfolio.positions, pending)
+        position = next((p for p in book if p.key == intent.key), None)
         held = position.quantity if position is not None else Decimal(0)
-        open_positions = [p for p in portfolio.positions if p.quantity != 0]
+        open_positions = [p for p in book if p.quantity != 0]
         if held == 0 and len(open_positions) >= config.max_open_positions:
             raise _Rejected(f"{len(open_positions)} positions are open, max_open_positions is "
                             f"{config.max_open_positions}: no new instrument")
@@ -524,6 +557,9 @@ class RiskEngine:
             f"{config.max_leverage}), {len(others) + (new_held != 0)} positions (max_open_positions "
             f"{config.max_open_positions})"
         ]
+        if pending:
+            working = sum(1 for p in pending if p.quantity != 0)
+            reasons.append(f"counts {working} pending order(s) not filled yet as held")
         if size <= room:
             return size, False, reasons
         reasons.insert(0, f"cut from {size.normalize():f} to {room.normalize():f} by {name} {limit}")
@@ -546,6 +582,21 @@ class RiskEngine:
             raise _Rejected(f"size {size:f} is below the minimum quantity {least:f}")
         if size * price < min_notional:
             raise _Rejected(f"order value {size * price:.2f} is below the minimum notional {min_notional}")
+
+
+def _with_pending(
+    positions: Sequence[PositionSnapshot], pending: Sequence[PositionSnapshot]
+) -> list[PositionSnapshot]:
+    """Positions with pending orders added per instrument; an instrument only pending is valued at
+    the order's price, one already held at its mark."""
+    book = {p.key: p for p in positions}
+    for order in pending:
+        held = book.get(order.key)
+        if held is None:
+            book[order.key] = order
+        else:
+            book[order.key] = held.model_copy(update={"quantity": held.quantity + order.quantity})
+    return list(book.values())
 
 
 # ---- the portfolio's risk picture ----
@@ -626,3 +677,27 @@ def _average_correlation(columns: list[np.ndarray]) -> float | None:
     pairs = matrix[np.triu_indices(len(columns), k=1)]
     pairs = pairs[np.isfinite(pairs)]
     return float(np.clip(pairs.mean(), -1.0, 1.0)) if pairs.size else None
+
+
+YEAR_MS = 365 * DAY_MS
+
+
+def aligned_log_returns(
+    closes: Mapping[str, Sequence[tuple[int, float]]], window: int
+) -> dict[str, np.ndarray]:
+    """Per instrument, the log returns between the last `window` + 1 candles every instrument has.
+
+    `closes` maps an instrument key to its (open time, close) pairs, oldest first. Only the open
+    times all of them share are used, so the series line up in time (as `risk_breakdown` needs);
+    a return spans two consecutive shared times.
+    """
+    if not closes:
+        return {}
+    shared = set.intersection(*({t for t, _ in pairs} for pairs in closes.values()))
+    times = sorted(shared)[-(window + 1):]
+    out: dict[str, np.ndarray] = {}
+    for key, pairs in closes.items():
+        by_time = dict(pairs)
+        prices = np.asarray([by_time[t] for t in times], dtype=np.float64)
+        out[key] = np.diff(np.log(prices)) if len(prices) > 1 else np.asarray([], dtype=np.float64)
+    return out
