@@ -365,8 +365,6 @@ class OrchestratorCore:
         if self._candles_since_check < self.config.reload_every:
             return []
         self._candles_since_check = 0
-        # stream -> open time -> {"candle": env, "signal": env}: halves of a pair seen so far (signals mode)
-        self.waiting: dict[str, dict[int, dict[str, Envelope[Event]]]] = {}
         try:
             strategies, self.mtime = reload_if_changed(self.path, self.mtime)
         except SelectorConfigError as exc:

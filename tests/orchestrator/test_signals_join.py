@@ -86,6 +86,11 @@ async def test_intents_do_not_depend_on_which_half_of_a_pair_arrives_first() -> 
         shuffled.extend((signal, candle) if rng.random() < 0.5 else (candle, signal))
     signal_first = await feed(await new_agent(InMemoryStateStore()), shuffled)
     assert intents(signal_first) == intents(candle_first)
+    # The technical agent far behind (every candle waits) or far ahead (every signal waits).
+    lagging = await feed(await new_agent(InMemoryStateStore()), [c for c, _ in PAIRS] + [s for _, s in PAIRS])
+    assert intents(lagging) == intents(candle_first)
+    leading = await feed(await new_agent(InMemoryStateStore()), [s for _, s in PAIRS] + [c for c, _ in PAIRS])
+    assert intents(leading) == intents(candle_first)
 
 
 async def test_a_waiting_half_survives_a_restart() -> None:
