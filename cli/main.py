@@ -59,7 +59,23 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def _register() -> None:
-    from cli import agents, data, indicators, infra, ladder, pnl, recording, risk, scan, topics, train
+    from cli import (
+        agents,
+        api,
+        backtest,
+        compare,
+        data,
+        indicators,
+        infra,
+        ladder,
+        optimize,
+        pnl,
+        recording,
+        risk,
+        scan,
+        topics,
+        train,
+    )
 
     app.command("agent")(agents.agent)
     app.command("run")(agents.run)
@@ -69,11 +85,15 @@ def _register() -> None:
     app.command("indicators")(indicators.indicators)
     app.command("ladder")(ladder.ladder)
     app.command("pnl")(pnl.pnl)
+    app.command("backtest")(backtest.backtest)
+    app.command("compare")(compare.compare)
+    app.command("optimize")(optimize.optimize)
 
     app.add_typer(infra.app, name="infra", help="Start, inspect and stop Kafka, Redis and Postgres.")
     app.add_typer(topics.app, name="topics", help="List topics and print their JSON Schemas.")
     app.add_typer(data.app, name="data", help="Import candle files into the local store and list them.")
     app.add_typer(train.app, name="train", help="Train models on candle files and register new versions.")
+    app.add_typer(api.app, name="api", help="Serve the ops API and dashboard; manage its users.")
     app.add_typer(risk.app, name="kill-switch",
                   help="Engage, release or show the kill switch (cancels open orders, blocks new ones).")
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, Numeric, Text, UniqueConstraint, func
+from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, Numeric, Text, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -171,9 +171,20 @@ class ExecutionContextSnapshot(Base):
     """The orchestrator's ExecutionContext as JSON, taken every `orchestrator.snapshot_every_ms`."""
 
     __tablename__ = "execution_context_snapshots"
+    __table_args__ = (Index("ix_execution_context_snapshots_agent_as_of", "agent", "as_of"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     agent: Mapped[str] = mapped_column(Text, nullable=False)
-    as_of: Mapped[int] = mapped_column(BigInteger, nullable=False, comment="event time of the context (ms)")
+    as_of: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, comment="event time of the context, UTC ms"
+    )
     context: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+def all_tables() -> MetaData:
+    """`Base.metadata` with every table of the package registered: the ORM classes of a few tables live
+    beside the code that owns them (users, optimiser runs) and register themselves when imported."""
+    from memory import optimizer_runs, users  # noqa: F401, PLC0415 (they import this module)
+
+    return Base.metadata

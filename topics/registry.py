@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from topics.alerting import AlertNotification
+from topics.backtest import StrategyRanked
 from topics.control import AgentPauseChanged, StrategyOverridden
 from topics.events import Event
 from topics.market import CandleClosed, MarketScan, TickerUpdated, TradeExecuted
@@ -110,6 +111,11 @@ CONTROL_COMMANDS = TopicSpec(
     "ops API or the CLI, audited there)", "stream or agent name", (StrategyOverridden, AgentPauseChanged),
     partitions=1, retention_ms=30 * DAY_MS,
 )
+STRATEGIES_RANKINGS = TopicSpec(
+    "strategies.rankings", "Out-of-sample scores of optimised strategies per stream, overall and per regime, "
+    "for the StrategySelector (latest per key matters)", "exchange:symbol:timeframe:regime:strategy",
+    (StrategyRanked,), compacted=True,
+)
 DIAGNOSTICS_ECHO = TopicSpec(
     "diagnostics.echo", "What the echo agent saw: an end-to-end probe of the pipeline",
     "the input's key", (EchoObserved,), retention_ms=1 * DAY_MS,
@@ -167,5 +173,5 @@ REGISTRY = TopicRegistry((
     DEADLETTER,
     DIAGNOSTICS_ECHO, SIGNALS_TECHNICAL, ORDERS, EXECUTION_REPORTS,
     STRATEGY_INTENTS, RISK_DECISIONS, RISK_BREAKDOWN, RISK_CONTROL, REGIME, CONTROL_COMMANDS,
-    ORCHESTRATOR_STATE,
+    ORCHESTRATOR_STATE, STRATEGIES_RANKINGS,
 ))

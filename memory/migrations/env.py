@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from memory.models import Base
+from memory.models import all_tables
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -12,6 +12,6 @@ if connection is None:
         "run migrations through `cryptiq infra up` or memory.migrations.upgrade(url), "
         "which hand Alembic a connection"
     )
-context.configure(connection=connection, target_metadata=Base.metadata, compare_type=True)
+context.configure(connection=connection, target_metadata=all_tables(), compare_type=True)
 with context.begin_transaction():
     context.run_migrations()

@@ -42,11 +42,11 @@ async def test_the_models_match_what_the_migrations_create(engine: AsyncEngine) 
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from memory.models import Base
+    from memory.models import all_tables
 
     async with engine.connect() as conn:
         differences = await conn.run_sync(
-            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+            lambda sync: compare_metadata(MigrationContext.configure(sync), all_tables())
         )
     assert differences == []
 
