@@ -25,8 +25,10 @@ browser:
 	  echo "installing Debian's chromium for the dashboard test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# The demo: every agent on the bundled data, the ops API and dashboard beside them; before it stops,
+# a screenshot of the live dashboard goes to run-dashboard.png.
 run: install
-	$(BIN)/cryptiq run
+	$(BIN)/cryptiq run --screenshot run-dashboard.png
 
 lint: install
 	$(BIN)/ruff check .

@@ -13,7 +13,8 @@ import contextlib
 import signal
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -104,6 +105,11 @@ def run(
         bool,
         typer.Option("--from-start", help="Replay the files from the beginning even if they were published."),
     ] = False,
+    screenshot: Annotated[
+        Path | None,
+        typer.Option("--screenshot", help="Before stopping, save a PNG of the live ops dashboard here "
+                     "(headless Chromium; needs the dev extras)."),
+    ] = None,
 ) -> None:
     """Bring the servers up, then run the agents here: the demo on the bundled real data.
 
@@ -111,6 +117,7 @@ def run(
     candle files, or the bundled dataset, at --speed through every agent, shows live progress,
     and ends with a summary of what each agent produced once all of it has been processed.
     With a live source (`market.source: ccxt:binance`) it runs until SIGTERM or Ctrl-C.
+    The ops API and dashboard run in the same process (`api.enabled`, `api.host`, `api.port`).
     """
     from agents.catalog import AGENTS, agent_class
     from cli.infra import bring_up
@@ -120,7 +127,10 @@ def run(
     pace = parse_speed(speed)
     settings = with_source(settings_of(ctx), source)
     endpoints = bring_up(settings)
-    code = _serve(settings, endpoints, classes, pace, follow=follow, view=True, from_start=from_start)
+    if screenshot is not None and not settings.api.enabled:
+        raise fail("--screenshot needs the ops API: set api.enabled (CRYPTIQ_API_ENABLED=true)")
+    code = _serve(settings, endpoints, classes, pace, follow=follow, view=True, from_start=from_start,
+                  api=settings.api.enabled, screenshot=screenshot)
     raise typer.Exit(code)
 
 
@@ -145,7 +155,7 @@ def _hosts(
 
 def _serve(
     settings: Settings, endpoints: Endpoints, classes: list[type], speed: float | None, *, follow: bool,
-    view: bool, from_start: bool = False,
+    view: bool, from_start: bool = False, api: bool = False, screenshot: Path | None = None,
 ) -> int:
     from agents.runtime import SourceHost
 
@@ -160,11 +170,14 @@ def _serve(
         started: list[Host] = []
         healthy = True
         began = time.monotonic()
+        server = None
         try:
             for host in streams:
                 await host.start()
                 started.append(host)
             healthy = await _all_ready(streams, stopping)
+            if api and healthy:
+                server = await _start_api(settings, endpoints)
             if healthy and not stopping.is_set():
                 for host in sources:
                     await host.start()
@@ -172,9 +185,17 @@ def _serve(
                 finished = None if follow or not sources else _drained(sources, streams)
                 watch = _watch(hosts, stopping, finished)
                 await (_live_view(hosts, watch) if view else watch)
+                if server is not None and screenshot is not None:
+                    from cli.dashboard import screenshot as take_screenshot
+
+                    await asyncio.sleep(2 * settings.agents.commit_interval_s)  # the last checkpoint
+                    await take_screenshot(server.url, endpoints.postgres_url, screenshot)
+                    typer.echo(f"dashboard screenshot: {screenshot}")
         finally:
             for host in reversed(started):
                 await host.stop()
+            if server is not None:
+                await server.stop()
         crashed = [host for host in hosts if host.error is not None]
         for host in crashed:
             typer.secho(f"error: agent {host.name} crashed: {host.error}", err=True, fg=typer.colors.RED)
@@ -183,6 +204,18 @@ def _serve(
         return 0 if healthy and not crashed else 1
 
     return asyncio.run(main())
+
+
+async def _start_api(settings: Settings, endpoints: Endpoints) -> Any:
+    """The ops API and dashboard in this process; the first admin user is made (and shown) if none exists."""
+    from cli.dashboard import first_admin
+    from orchestrator.api import ApiServer
+
+    server = ApiServer(settings, endpoints)
+    await server.start()
+    await first_admin(endpoints.postgres_url)
+    typer.echo(f"ops API and dashboard on {server.url} (OpenAPI: {server.url}/docs)")
+    return server
 
 
 async def _watch(hosts: list[Host], stopping: asyncio.Event, finished: asyncio.Task[None] | None) -> None:

@@ -154,6 +154,15 @@ class UserStore:
             rows = (await conn.execute(_select_user().order_by(ApiUserRow.name))).all()
         return [ApiUser.model_validate(row._mapping) for row in rows]
 
+    async def set_password(self, name: str, password: str) -> bool:
+        """Give a user a new password; False if there is no such user."""
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise DomainError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+        statement = (update(ApiUserRow).where(ApiUserRow.name == name)
+                     .values(password_hash=hash_password(password)))
+        async with self._begin() as conn:
+            return (await conn.execute(statement)).rowcount == 1
+
     async def set_disabled(self, name: str, disabled: bool) -> bool:
         """Disable (or enable) a user; False if there is no such user."""
         statement = update(ApiUserRow).where(ApiUserRow.name == name).values(disabled=disabled)
