@@ -22,6 +22,13 @@ stream is published on the compacted `orchestrator.state`; the whole context is 
 (`orchestrator:context`, what the ops API reads) at every checkpoint and snapshotted to Postgres
 (`execution_context_snapshots`) every `orchestrator.snapshot_every_ms` of event time. Operators pin
 or release a stream's strategy with `StrategyOverridden` on `control.commands`.
+
+The optimiser's `StrategyRanked` events (compacted `strategies.rankings`) are kept, the latest per key
+(newest `at`), with the rest of the state. At the next candle the selector is rebuilt from them
+(orchestrator.selector `selector_from`): a regime's strategies are ordered by the stream's rankings,
+else the mean over every stream, else strategies.yaml, each ranked one with its optimised parameters.
+A pin still wins. A ranking of an unknown strategy or with invalid parameters is a DomainError
+(dead-lettered with the reason).
 """
 
 from __future__ import annotations
@@ -50,14 +57,18 @@ from orchestrator.regime import ForestDetector, MarketConditionDetector
 from orchestrator.selector import (
     Handoff,
     SelectorConfigError,
+    StrategiesConfig,
     StrategySelector,
     default_strategies_path,
     load_strategies,
     parse_choice,
+    ranked_choice,
     reload_if_changed,
+    selector_from,
 )
 from orchestrator.switching import StrategyOrchestrator
 from strategies.base import Position, StrategyFailure
+from topics.backtest import StrategyRanked
 from topics.control import AgentPauseChanged, StrategyOverridden
 from topics.envelope import Envelope
 from topics.events import Event
@@ -75,6 +86,7 @@ from topics.registry import (
     REGIME,
     RISK_DECISIONS,
     SIGNALS_TECHNICAL,
+    STRATEGIES_RANKINGS,
     STRATEGY_INTENTS,
     TopicSpec,
 )
@@ -86,6 +98,7 @@ from topics.trading import OrderIntent, RiskDecision
 STREAM_PREFIX = "stream:"
 WAITING_PREFIX = "waiting:"  # a stream's candles and signals that are still waiting for their pair
 SWITCHING_KEY = "switching"
+RANKINGS_KEY = "rankings"  # the latest StrategyRanked per key (strategies.rankings)
 POSITIONS_KEY = "positions"
 RECENT_FILLS = 10_000  # trade ids remembered to ignore fills read again after a restart
 RECENT_INTENTS = 10_000  # intents per partition read back at start: those published after the last checkpoint
@@ -163,7 +176,9 @@ class OrchestratorCore:
         self.last_open_time: dict[str, int] = {}
         self.positions: dict[str, Decimal] = {}
         self.fills: deque[str] = deque(maxlen=RECENT_FILLS)
-        self.touched: set[str] = set()  # streams (and SWITCHING_KEY / POSITIONS_KEY) changed since saved
+        self.rankings: dict[str, StrategyRanked] = {}  # StrategyRanked.key -> the latest one
+        self.rankings_changed = False  # the selector is rebuilt at the next candle (once per burst)
+        self.touched: set[str] = set()  # streams (and SWITCHING_KEY, POSITIONS_KEY...) changed since saved
         self.decisions: list[DecisionRecord] = []  # recorded since the last flush
         self.tracker = ContextTracker()
         self.already_published: set[str] = set()  # on the log at start (see published_decisions)
@@ -189,6 +204,9 @@ class OrchestratorCore:
             elif key == POSITIONS_KEY:
                 positions = {name: str(quantity) for name, quantity in self.positions.items()}
                 out[key] = orjson.dumps({"positions": positions, "fills": list(self.fills)})
+            elif key == RANKINGS_KEY:
+                out[key] = orjson.dumps({name: self.rankings[name].model_dump(mode="json")
+                                         for name in sorted(self.rankings)})
             elif key.startswith(WAITING_PREFIX):
                 halves = self.waiting.get(key.removeprefix(WAITING_PREFIX), {})
                 out[key] = orjson.dumps({
@@ -209,6 +227,9 @@ class OrchestratorCore:
         elif key == POSITIONS_KEY:
             self.positions = {name: Decimal(value) for name, value in state["positions"].items()}
             self.fills.extend(state["fills"])
+        elif key == RANKINGS_KEY:
+            self.rankings = {name: StrategyRanked.model_validate(raw) for name, raw in state.items()}
+            self.switching.use_selector(self._selector(self.switching.selector.config))
         elif key.startswith(WAITING_PREFIX):
             topics = {"candle": MARKET_CANDLES, "signal": SIGNALS_TECHNICAL}
             self.waiting[key.removeprefix(WAITING_PREFIX)] = {
@@ -225,6 +246,10 @@ class OrchestratorCore:
 
     def _configured(self) -> Handoff | None:
         return self._handoff(self.switching.selector.config.handoff)
+
+    def _selector(self, strategies: StrategiesConfig) -> StrategySelector:
+        """`strategies` ordered by the rankings kept so far (in key order: same rankings, same selector)."""
+        return selector_from(strategies, (self.rankings[name] for name in sorted(self.rankings)))
 
     # -- events --------------------------------------------------------------------------------
 
@@ -246,6 +271,8 @@ class OrchestratorCore:
             self.tracker.on_heartbeat(payload, env.ts)
         elif isinstance(payload, StrategyOverridden):
             self._pin(payload)
+        elif isinstance(payload, StrategyRanked):
+            self._ranked(payload)
         elif isinstance(payload, AgentPauseChanged):
             pass  # addressed to the runtime of the named agent, not to the orchestrator's state
         return out + self._stream_states(env)
@@ -269,6 +296,21 @@ class OrchestratorCore:
         self.switching.pin(command.stream, choice)
         self.tracker.pin(command.stream, command.strategy)
         self.touched.add(SWITCHING_KEY)
+
+    def _ranked(self, event: StrategyRanked) -> None:
+        """The optimiser's latest standing of a strategy on a stream: the selector is rebuilt with it at the
+        next candle (so reading the whole compacted topic rebuilds it once). An older run's standing than
+        the one kept is ignored."""
+        try:
+            ranked_choice(event)
+        except SelectorConfigError as exc:
+            raise DomainError(str(exc)) from None  # dead-lettered with this reason
+        known = self.rankings.get(event.key)
+        if known is not None and event.at < known.at:
+            return
+        self.rankings[event.key] = event
+        self.rankings_changed = True
+        self.touched.add(RANKINGS_KEY)
 
     def _fill(self, fill: OrderFilled) -> None:
         if fill.trade_id in self.fills:
@@ -304,6 +346,9 @@ class OrchestratorCore:
             return []  # seen before (a replay after a crash): the state already has it
         signals = signal_env.payload if signal_env is not None else None
         assert signals is None or isinstance(signals, TechnicalSignal)
+        if self.rankings_changed:
+            self.switching.use_selector(self._selector(self.switching.selector.config))
+            self.rankings_changed = False
         out = self._maybe_reload(env)
         detector = self.detectors.get(key)
         if detector is None:
@@ -376,7 +421,7 @@ class OrchestratorCore:
             return [Envelope.create(alert, key="orchestrator.strategies_invalid", ts=env.ts,
                                     source=OrchestratorAgent.name, caused_by=env)]
         if strategies is not None:
-            self.switching.use_selector(StrategySelector(strategies))
+            self.switching.use_selector(self._selector(strategies))
             self.switching.handoff = self._handoff(strategies.handoff) or strategies.handoff
         return []
 
@@ -392,7 +437,7 @@ class OrchestratorAgent:
     name: ClassVar[str] = "orchestrator"
     consumes: ClassVar[tuple[TopicSpec, ...]] = (
         MARKET_CANDLES, SIGNALS_TECHNICAL, EXECUTION_REPORTS, RISK_DECISIONS, ORDERS, AGENTS_HEARTBEAT,
-        CONTROL_COMMANDS,
+        CONTROL_COMMANDS, STRATEGIES_RANKINGS,
     )
     produces: ClassVar[tuple[TopicSpec, ...]] = (REGIME, STRATEGY_INTENTS, ALERTS, ORCHESTRATOR_STATE)
 
@@ -430,7 +475,7 @@ class OrchestratorAgent:
         if settings is not None:
             self.core.already_published = await published_decisions(settings, self.name)
         keys = [*await self.deps.store.keys(STREAM_PREFIX), *await self.deps.store.keys(WAITING_PREFIX)]
-        for key in (SWITCHING_KEY, POSITIONS_KEY, *keys):
+        for key in (SWITCHING_KEY, POSITIONS_KEY, RANKINGS_KEY, *keys):
             saved = await self.deps.store.load(key)
             if saved is not None:
                 self.core.restore(key, saved)

@@ -4,14 +4,20 @@ The mapping is pure: `parse_strategies` turns the YAML's data into a `Strategies
 clear `SelectorConfigError` naming the place, key and value), and `StrategySelector` picks a
 `Choice` (strategy + validated parameters) for a regime. Only `load_strategies` and
 `reload_if_changed` touch the file, so an agent can poll the file's mtime and swap configs without
-restarting. Backtest rankings (regime -> strategy names, best first), when given, reorder a
-regime's candidates ahead of the YAML order.
+restarting.
+
+Backtest rankings (regime -> strategies best first: names, or `Choice`s carrying the optimiser's
+parameters), when given, reorder a regime's candidates ahead of the YAML order. They come in two
+scopes: per stream (`exchange:symbol:timeframe`, what the optimiser measured there) and for every
+stream (the fallback for a stream or regime without its own). `rankings_from` turns the
+optimiser's `StrategyRanked` events into either; `selector_from` builds a selector with both.
+An operator's pin (orchestrator.switching) wins over rankings, which win over strategies.yaml.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -23,11 +29,17 @@ import config
 from config.errors import ConfigError
 from strategies import STRATEGIES
 from strategies.base import StrategyConfigError, StrategyParams, make_params
+from topics.backtest import StrategyRanked
 
 REGIMES = ("bull", "bear", "neutral", "high_volatility", "unknown")
 HANDOFF_MODES = ("keep", "reduce", "close")
 HandoffMode = Literal["keep", "reduce", "close"]
 TOP_KEYS = ("version", "default", "handoff", "regimes")
+MIN_BARS = 100  # out-of-sample bars below which a per-regime score is noise
+MIN_STRATEGIES = 2  # one ranked strategy says nothing about the others: keep the YAML order
+# Where a stream's strategy came from (the `selected_by` of each intent's trace): an operator's pin,
+# the stream's own rankings, the rankings over every stream, or strategies.yaml.
+SelectedBy = Literal["pin", "stream_rankings", "rankings", "strategies.yaml"]
 
 
 class SelectorConfigError(ConfigError):
@@ -138,56 +150,159 @@ def parse_strategies(data: object, source: str = "strategies.yaml") -> Strategie
     return StrategiesConfig(regimes, default, _parse_handoff(data.get("handoff"), f"{source}: handoff"))
 
 
-Rankings = Mapping[str, Sequence[str]]
+Rankings = Mapping[str, Sequence[str | Choice]]  # regime -> best first: a name (YAML params) or a Choice
+StreamRankings = Mapping[str, Rankings]  # stream (exchange:symbol:timeframe) -> its rankings
 
 
 class StrategySelector:
-    """Regime -> Choice. A regime the config does not list gets `default`."""
+    """(regime, stream) -> Choice. A regime the config does not list gets `default`.
 
-    def __init__(self, config: StrategiesConfig, rankings: Rankings | None = None) -> None:
+    A regime's ranking is the stream's own if it has one, else the every-stream one, else none (the
+    YAML order)."""
+
+    def __init__(
+        self, config: StrategiesConfig, rankings: Rankings | None = None,
+        streams: StreamRankings | None = None,
+    ) -> None:
         self.config = config
-        self.rankings = _check_rankings(rankings or {})
+        self.rankings = _check_rankings(rankings or {}, "rankings")
+        self.streams = {stream: _check_rankings(ranked, f"rankings[{stream}]")
+                        for stream, ranked in sorted((streams or {}).items())}
 
-    def with_rankings(self, rankings: Rankings | None) -> StrategySelector:
-        """The same config ordered by backtest `rankings` (regime -> names, best first); None clears them."""
-        return StrategySelector(self.config, rankings)
+    def with_rankings(self, rankings: Rankings | None, streams: StreamRankings | None = None
+                      ) -> StrategySelector:
+        """The same config ordered by backtest `rankings` (regime -> strategies, best first) for every stream
+        and `streams` (stream -> such rankings) for single streams; None clears them."""
+        return StrategySelector(self.config, rankings, streams)
 
-    def candidates(self, regime: str) -> tuple[Choice, ...]:
-        """The regime's choices, best first: ranked names (YAML params if listed there, else defaults),
-        then the remaining YAML entries in file order."""
+    def _ranking(self, regime: str, stream: str | None) -> tuple[tuple[str | Choice, ...], SelectedBy]:
+        own = self.streams.get(stream, {}) if stream is not None else {}
+        if regime in own:
+            return own[regime], "stream_rankings"
+        if regime in self.rankings:
+            return self.rankings[regime], "rankings"
+        return (), "strategies.yaml"
+
+    def candidates(self, regime: str, stream: str | None = None) -> tuple[Choice, ...]:
+        """The regime's choices on `stream`, best first: the ranked ones (a Choice as it is, a name with its
+        YAML params if listed there, else its defaults), then the remaining YAML entries in file order."""
         listed = self.config.regimes.get(regime, (self.config.default,))
-        ranked = []
-        for name in self.rankings.get(regime, ()):
-            ranked.append(next((c for c in listed if c.strategy == name), None)
-                          or Choice(name, make_params(STRATEGIES[name])))
-        seen = {choice.key for choice in ranked}
-        return (*ranked, *(choice for choice in listed if choice.key not in seen))
+        ranked: dict[str, Choice] = {}
+        for entry in self._ranking(regime, stream)[0]:
+            choice = entry if isinstance(entry, Choice) else (
+                next((c for c in listed if c.strategy == entry), None)
+                or Choice(entry, make_params(STRATEGIES[entry])))
+            ranked.setdefault(choice.key, choice)
+        return (*ranked.values(), *(choice for choice in listed if choice.key not in ranked))
 
-    def choose(self, regime: str) -> Choice:
-        """The strategy to run in `regime`."""
-        return self.candidates(regime)[0]
+    def choose(self, regime: str, stream: str | None = None) -> Choice:
+        """The strategy to run in `regime` on `stream` (None: the rankings for every stream)."""
+        return self.candidates(regime, stream)[0]
 
-    def choices(self) -> tuple[Choice, ...]:
-        """Every choice any regime can select, each once, in a stable order (for warm-up)."""
+    def selected_by(self, regime: str, stream: str | None = None) -> SelectedBy:
+        """Where `choose(regime, stream)` comes from: stream_rankings, rankings or strategies.yaml."""
+        return self._ranking(regime, stream)[1]
+
+    def choices(self, stream: str | None = None) -> tuple[Choice, ...]:
+        """Every choice any regime can select on `stream`, each once, in a stable order (for warm-up)."""
         every: dict[str, Choice] = {}
         for regime in (*REGIMES, *self.config.regimes):
-            for choice in self.candidates(regime):
+            for choice in self.candidates(regime, stream):
                 every.setdefault(choice.key, choice)
         every.setdefault(self.config.default.key, self.config.default)
         return tuple(every.values())
 
 
-def _check_rankings(rankings: Rankings) -> dict[str, tuple[str, ...]]:
+def _check_rankings(rankings: Rankings, where: str) -> dict[str, tuple[str | Choice, ...]]:
+    """Rankings with known regimes and registered strategies (a Choice's params of its strategy's type);
+    regimes ranking nothing are dropped."""
+    if not isinstance(rankings, Mapping):
+        raise SelectorConfigError(f"{where}: expected a mapping of regime -> strategies, got {rankings!r}")
     checked = {}
-    for regime, names in rankings.items():
+    for regime, entries in rankings.items():
         if regime not in REGIMES:
-            raise SelectorConfigError(f"rankings: unknown regime {regime!r}; known: {_known(REGIMES)}")
-        for name in names:
-            if name not in STRATEGIES:
-                raise SelectorConfigError(f"rankings.{regime}: unknown strategy {name!r}; "
+            raise SelectorConfigError(f"{where}: unknown regime {regime!r}; known: {_known(REGIMES)}")
+        if isinstance(entries, str) or not isinstance(entries, Sequence):
+            raise SelectorConfigError(f"{where}.{regime}: expected a list of strategies, got {entries!r}")
+        for entry in entries:
+            name = entry.strategy if isinstance(entry, Choice) else entry
+            if not isinstance(name, str) or name not in STRATEGIES:
+                raise SelectorConfigError(f"{where}.{regime}: unknown strategy {name!r}; "
                                           f"known: {_known(sorted(STRATEGIES))}")
-        checked[regime] = tuple(names)
+            expected = STRATEGIES[name].Params
+            if isinstance(entry, Choice) and not isinstance(entry.params, expected):
+                raise SelectorConfigError(f"{where}.{regime}: the params of {name} are "
+                                          f"{type(entry.params).__name__}, not {expected.__name__}")
+        if entries:
+            checked[regime] = tuple(entries)
     return checked
+
+
+def stream_of(event: StrategyRanked) -> str:
+    """The stream a ranking was measured on: `exchange:symbol:timeframe`."""
+    return f"{event.exchange}:{event.symbol}:{event.timeframe}"
+
+
+def ranked_choice(event: StrategyRanked) -> Choice:
+    """The strategy and optimised parameters of a ranking, validated (SelectorConfigError names it)."""
+    return parse_choice({"strategy": event.strategy, "params": event.params},
+                        f"ranking {event.key} (run {event.run_id})")
+
+
+def rankings_from(
+    events: Iterable[StrategyRanked], *, stream: str | None = None, min_bars: int = MIN_BARS,
+    min_strategies: int = MIN_STRATEGIES,
+) -> dict[str, tuple[Choice, ...]]:
+    """Regime -> Choices best first (each with the optimiser's parameters), from per-regime rankings.
+
+    Per key (stream, regime, strategy) the latest ranking counts (newest `at`; equal: the later one).
+    Only feasible rankings with a score measured on at least `min_bars` out-of-sample bars count. With
+    `stream`, that stream's rankings; with None, each strategy's mean score over the streams it was
+    ranked on (its parameters from its newest ranking). A regime ranking fewer than `min_strategies`
+    strategies is left out: the YAML order stands there. Ties go to the strategy name. Every event is
+    validated, counted or not: SelectorConfigError names the first invalid one.
+    """
+    current: dict[str, StrategyRanked] = {}
+    for event in events:
+        ranked_choice(event)
+        known = current.get(event.key)
+        if known is None or event.at >= known.at:
+            current[event.key] = event
+    scores: dict[str, dict[str, list[float]]] = {}
+    newest: dict[tuple[str, str], StrategyRanked] = {}  # (regime, strategy) -> its newest counted ranking
+    for key in sorted(current):
+        event = current[key]
+        if event.regime is None or not event.feasible or event.score is None or event.bars < min_bars:
+            continue
+        if stream is not None and stream_of(event) != stream:
+            continue
+        scores.setdefault(event.regime, {}).setdefault(event.strategy, []).append(event.score)
+        known = newest.get((event.regime, event.strategy))
+        if known is None or event.at >= known.at:
+            newest[(event.regime, event.strategy)] = event
+    out: dict[str, tuple[Choice, ...]] = {}
+    for regime in REGIMES:
+        per_strategy = scores.get(regime, {})
+        if len(per_strategy) < min_strategies:
+            continue
+        mean = {name: sum(values) / len(values) for name, values in per_strategy.items()}
+        order = sorted(mean, key=lambda name: (-mean[name], name))
+        out[regime] = tuple(ranked_choice(newest[(regime, name)]) for name in order)
+    return out
+
+
+def selector_from(
+    config: StrategiesConfig, events: Iterable[StrategyRanked], *, min_bars: int = MIN_BARS
+) -> StrategySelector:
+    """`config` reordered by the rankings in `events`: per stream, and over every stream for the others."""
+    events = list(events)
+    by_stream: dict[str, list[StrategyRanked]] = {}
+    for event in events:
+        by_stream.setdefault(stream_of(event), []).append(event)
+    per_stream = {stream: rankings_from(by_stream[stream], stream=stream, min_bars=min_bars)
+                  for stream in sorted(by_stream)}
+    return StrategySelector(config, rankings_from(events, min_bars=min_bars),
+                            {stream: ranked for stream, ranked in per_stream.items() if ranked})
 
 
 def default_strategies_path() -> Path:

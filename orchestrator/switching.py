@@ -1,7 +1,8 @@
 """Runs the regime's strategy per instrument and switches strategies with a configured hand-off (pure).
 
 `StrategyOrchestrator.on_candle(candle, signals, position, regime)` asks the selector which
-strategy the regime wants. When that differs from the active one:
+strategy the regime wants on the candle's stream (an operator's pin wins over the selector).
+When that differs from the active one:
 - flat: switch at once; the new strategy decides on this candle;
 - `keep`: the old strategy keeps managing the open position (and only it decides) until the
   position is reported flat; at that candle the new one takes over and decides;
@@ -11,7 +12,8 @@ strategy the regime wants. When that differs from the active one:
   from the next candle.
 Every strategy any regime can select runs on every candle (with a flat position, its intents
 dropped) so its indicators are warm when it is switched in. Every intent's trace gets the regime,
-the active strategy and its parameters. A strategy that raises is disabled alone
+the active strategy and its parameters, and `selected_by`: where this candle's choice came from
+(pin, stream_rankings, rankings or strategies.yaml). A strategy that raises is disabled alone
 (`StrategyFailure` in the step's `failures`). `to_state`/`from_state` make a restart continue with
 identical intents.
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from orchestrator.selector import Choice, Handoff, StrategySelector, parse_choice
+from orchestrator.selector import Choice, Handoff, SelectedBy, StrategySelector, parse_choice
 from strategies import STRATEGIES
 from strategies.base import FLAT, GuardedStrategy, Position, StrategyFailure, close_intent
 from topics.market import CandleClosed
@@ -89,7 +91,9 @@ class StrategyOrchestrator:
         inst = self._instruments.setdefault(candle.key, _Instrument())
         regime = regime or inst.regime or (signals.regime if signals is not None else "unknown")
         previous_regime, inst.regime = inst.regime, regime
-        target = self.pins.get(candle.key) or self.selector.choose(regime)
+        pinned = self.pins.get(candle.key)
+        target = pinned or self.selector.choose(regime, candle.key)
+        selected_by: SelectedBy = "pin" if pinned else self.selector.selected_by(regime, candle.key)
         handoff: list[OrderIntent] = []
         decides = True
         if inst.active is None or position.is_flat:
@@ -109,7 +113,8 @@ class StrategyOrchestrator:
             ))
             inst.active, inst.pending, decides = target, None, False
         intents, failures = self._run(inst, candle, signals, position, decides)
-        return Step([self._annotate(intent, inst, regime) for intent in (*handoff, *intents)], failures)
+        return Step([self._annotate(intent, inst, regime, selected_by) for intent in (*handoff, *intents)],
+                    failures)
 
     def _run(
         self, inst: _Instrument, candle: CandleClosed, signals: TechnicalSignal | None, position: Position,
@@ -117,7 +122,7 @@ class StrategyOrchestrator:
     ) -> tuple[list[OrderIntent], list[StrategyFailure]]:
         """Run every selectable strategy (plus the active and pending ones); keep the active one's intents."""
         assert inst.active is not None  # set by on_candle before it runs anything
-        wanted = {choice.key: choice for choice in self.selector.choices()}
+        wanted = {choice.key: choice for choice in self.selector.choices(candle.key)}
         for choice in (inst.active, inst.pending):
             if choice is not None:
                 wanted.setdefault(choice.key, choice)
@@ -136,10 +141,12 @@ class StrategyOrchestrator:
                 intents = produced
         return intents, failures
 
-    def _annotate(self, intent: OrderIntent, inst: _Instrument, regime: str) -> OrderIntent:
+    def _annotate(self, intent: OrderIntent, inst: _Instrument, regime: str, selected_by: SelectedBy
+                  ) -> OrderIntent:
         trace: dict[str, JsonValue] = {
             **intent.trace, "regime": regime, "active": _dump_choice(inst.active),
             "pending": _dump_choice(inst.pending), "handoff_mode": self.handoff.mode,
+            "selected_by": selected_by,
         }
         return intent.model_copy(update={"trace": trace})
 
