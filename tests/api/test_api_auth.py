@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 from apitools import PASSWORD, ApiUnderTest, bearer
 
@@ -106,31 +107,34 @@ async def test_a_totp_code_authorises_one_action_only(api: ApiUnderTest) -> None
 
 async def test_strategy_switch_and_agent_pause_go_to_control_commands(api: ApiUnderTest) -> None:
     token = await api.token("ada")  # an admin may do what an operator may
+    # Names no agent of this test session uses: agents read control.commands and would obey.
+    tag = uuid.uuid4().hex[:8].upper()
+    stream, agent = f"binance:PIN{tag}/USDT:1h", f"technical-{tag.lower()}"
     start = await end_offsets(api.kafka, CONTROL_COMMANDS.name)
     async with api.client() as client:
         unknown = await client.post("/commands/strategy", headers=bearer(token), json={
-            "stream": "binance:BTC/USDT:1h", "strategy": "no_such_strategy", "reason": "x",
+            "stream": stream, "strategy": "no_such_strategy", "reason": "x",
             "totp": api.code("ada"),
         })
         assert unknown.status_code == 422
         switched = await client.post("/commands/strategy", headers=bearer(token), json={
-            "stream": "binance:BTC/USDT:1h", "strategy": "sma_cross", "params": {"fast": 5, "slow": 20},
+            "stream": stream, "strategy": "sma_cross", "params": {"fast": 5, "slow": 20},
             "reason": "trend day", "totp": api.code("ada"),
         })
         assert switched.status_code == 200, switched.text
         pause = {"paused": True, "reason": "model retrain", "totp": api.next_code("ada")}
-        paused = await client.post("/commands/agents/technical/pause", headers=bearer(token), json=pause)
+        paused = await client.post(f"/commands/agents/{agent}/pause", headers=bearer(token), json=pause)
         assert paused.status_code == 200, paused.text
 
     records = await collect(api.kafka, CONTROL_COMMANDS.name, start=start, until=lambda got: len(got) >= 2)
     by_type = {json.loads(r.value)["type"]: (r.key, json.loads(r.value)) for r in records}
     key, override = by_type["StrategyOverridden"]
-    assert key == b"binance:BTC/USDT:1h"
+    assert key == stream.encode()
     assert override["payload"]["strategy"] == "sma_cross"
     assert override["payload"]["params"] == {"fast": 5, "slow": 20}
     key, pause = by_type["AgentPauseChanged"]
-    assert key == b"technical"
-    assert (pause["payload"]["agent"], pause["payload"]["paused"]) == ("technical", True)
+    assert key == agent.encode()
+    assert (pause["payload"]["agent"], pause["payload"]["paused"]) == (agent, True)
 
     actions = {row.action for row in await AuditTrail(api.engine).recent(actor="ada")}
     assert {"strategy_switch", "agent_pause"} <= actions

@@ -129,6 +129,12 @@ async def test_the_dashboard_logs_in_shows_live_state_and_refreshes_without_relo
     await _text_appears(page, "#kill-result", "sent")
     await _text_appears(page, "#kill-state", "engaged")
 
+    # ...and released again the same way (the risk and execution agents of later tests read risk.control).
+    await page.fill("#kill-reason", "drill over")
+    await page.fill("#kill-totp", api.next_code("otto"))
+    await page.click("#kill-release")
+    await _text_appears(page, "#kill-state", "released")
+
     png = await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     assert png.startswith(b"\x89PNG")
     colours, dominant = _pixel_stats(png)
