@@ -537,10 +537,8 @@ class OrchestratorAgent:
 
     async def _link(self, outcomes: list[tuple[str, dict[str, Any]]]) -> None:
         """Attach realised outcomes to the intents' decisions (ignored for decisions that are not ours)."""
-        if self.decisions is None:
-            return
-        for decision_id, outcome in outcomes:
-            await self.decisions.link_outcome(decision_id, outcome)
+        if self.decisions is not None and outcomes:
+            await self.decisions.link_outcomes(outcomes)  # one transaction: checkpoints stay short
 
     async def close(self) -> None:
         if self._engine is not None:

@@ -222,6 +222,7 @@ class AgentHost(_Host):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.settings.agents.batch_size,
+            fetch_max_wait_ms=self.settings.agents.fetch_max_wait_ms,  # Tansu waits it out every fetch
             session_timeout_ms=GROUP_SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=GROUP_HEARTBEAT_INTERVAL_MS,
             rebalance_timeout_ms=GROUP_SESSION_TIMEOUT_MS,

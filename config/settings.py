@@ -100,6 +100,10 @@ class AgentsConfig(Section):
     batch_within_s: float = Field(0.005, gt=0, le=10)
     heartbeat_interval_s: float = Field(5.0, gt=0, le=3600)
     commit_interval_s: float = Field(1.0, gt=0, le=60)
+    fetch_max_wait_ms: int = Field(
+        20, ge=0, le=10_000, description="longest a consumer's fetch waits for records: the embedded broker "
+        "holds a fetch this long even when records arrive, so it is every hop's latency floor"
+    )
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
     max_retries: int = Field(5, ge=0, le=100)
     retry_backoff_s: float = Field(0.2, gt=0, le=60)
@@ -404,6 +408,28 @@ class PaperTradingConfig(Section):
     min_notional: Decimal = Field(Decimal("1"), ge=0, description="smallest order value, quote asset")
 
 
+VENUE_CHOICES = "paper, ccxt:<exchange id> (e.g. ccxt:binance) or web3"
+
+
+class ExecutionConfig(Section):
+    """Where the execution agent sends approved orders.
+
+    `paper` (default): simulated fills on closed candles. `ccxt:<exchange id>`: the real account
+    of `exchanges.<exchange id>` (its keys) for decisions on that exchange. `web3`: the wallet of
+    `web3.*`, swapping through its router, for decisions on `web3.exchange`. Decisions on any other
+    exchange stay on paper.
+    """
+
+    venue: str = Field("paper", description=f"where orders go: {VENUE_CHOICES}")
+
+    @field_validator("venue")
+    @classmethod
+    def _check_venue(cls, value: str) -> str:
+        if value in ("paper", "web3") or re.fullmatch(r"ccxt:[a-z0-9_]+", value):
+            return value
+        raise ValueError(f"expected {VENUE_CHOICES}")
+
+
 class OptimizerConfig(Section):
     """The strategy optimiser (`cryptiq optimize`): what a candidate is scored by and how it is searched.
 
@@ -501,6 +527,7 @@ class Settings(BaseSettings):
     risk: RiskConfig = RiskConfig()
     orchestrator: OrchestratorConfig = OrchestratorConfig()
     paper: PaperTradingConfig = PaperTradingConfig()
+    execution: ExecutionConfig = ExecutionConfig()
     api: ApiConfig = ApiConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
 

@@ -106,6 +106,15 @@ class DecisionLog:
             result = await conn.execute(statement)
             return result.rowcount == 1
 
+    async def link_outcomes(self, outcomes: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Attach several outcomes in one transaction; how many decisions were found."""
+        linked = 0
+        async with self._begin() as conn:
+            for decision_id, outcome in outcomes:
+                statement = update(AgentDecision).where(AgentDecision.id == decision_id)
+                linked += (await conn.execute(statement.values(outcome=outcome))).rowcount
+        return linked
+
     @staticmethod
     def _select() -> Any:
         return select(*(getattr(AgentDecision, column) for column in _COLUMNS))
