@@ -29,3 +29,70 @@ def test_bus_benchmark_quick_run_prints_one_json_object_a_line() -> None:
         assert row["bench"] == "bus"
         assert row["value"] > 0
         assert row["reference_value"] > 0
+
+
+@pytest.mark.slow
+def test_backtest_benchmark_quick_run_reports_identical_trades() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "backtest.py"), "--quick"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {row["metric"] for row in rows} == {
+        "event_engine_bars_per_s", "event_engine_vs_bare_loop", "full_event_path_bars_per_s",
+        "vector_engine_bars_per_s",
+    }
+    for row in rows:
+        assert set(row) >= FIELDS
+        assert row["bench"] == "backtest"
+        assert row["value"] > 0
+        assert row["reference_value"] > 0
+        assert row["identical_trades"] is True, row
+
+
+def _quick_rows(script: str) -> list[dict]:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def _check_graph_rows(rows: list[dict], bench: str) -> None:
+    for row in rows:
+        assert set(row) >= FIELDS | {"target", "agents"}, row
+        assert row["bench"] == bench
+        assert row["value"] > 0
+        assert row["reference_value"] > 0
+        if row["unit"] == "ms":
+            assert row["samples"] > 0
+            assert row["reference_samples"] == row["candles"]  # the echo answers every candle
+            # Paced, not flooded: the producer held the asked rate (within loose bounds on a busy machine).
+            assert 0.5 * row["rate"] <= row["achieved_rate"] <= 1.1 * row["rate"], row
+    flood = next(row for row in rows if row["metric"] == "flood_throughput")
+    assert flood["unit"] == "candles/s"
+
+
+@pytest.mark.slow
+def test_orchestrator_benchmark_quick_run_reports_intent_latency_and_flood_rate() -> None:
+    rows = _quick_rows("orchestrator.py")
+    assert {row["metric"] for row in rows} == {
+        "candle_to_intent_at_100_p50", "candle_to_intent_at_100_p99",
+        "candle_to_intent_at_1000_p50", "candle_to_intent_at_1000_p99", "flood_throughput",
+    }
+    _check_graph_rows(rows, "orchestrator")
+
+
+@pytest.mark.slow
+def test_execution_benchmark_quick_run_reports_decision_and_fill_latency_and_flood_rate() -> None:
+    rows = _quick_rows("execution.py")
+    assert {row["metric"] for row in rows} == {
+        f"candle_to_{stage}_at_{rate}_p{q}" for stage in ("decision", "fill") for rate in (100, 1000)
+        for q in (50, 99)
+    } | {"flood_throughput"}
+    _check_graph_rows(rows, "execution")
+    for row in rows:
+        if row["metric"].startswith("candle_to_fill"):
+            assert row["orders"] >= row["samples"] > 0
