@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal, cast
@@ -52,11 +52,13 @@ class Choice:
 
     strategy: str
     params: StrategyParams
+    # Stable identity of the pair: name plus parameters as sorted JSON (computed once: it is looked up
+    # for every strategy on every candle).
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """Stable identity of the pair: name plus parameters as sorted JSON."""
-        return f"{self.strategy}:{json.dumps(self.params.model_dump(mode='json'), sort_keys=True)}"
+    def __post_init__(self) -> None:
+        params = json.dumps(self.params.model_dump(mode="json"), sort_keys=True)
+        object.__setattr__(self, "key", f"{self.strategy}:{params}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +170,8 @@ class StrategySelector:
         self.rankings = _check_rankings(rankings or {}, "rankings")
         self.streams = {stream: _check_rankings(ranked, f"rankings[{stream}]")
                         for stream, ranked in sorted((streams or {}).items())}
+        self._candidates: dict[tuple[str, str | None], tuple[Choice, ...]] = {}  # the selector never changes
+        self._choices: dict[str | None, tuple[Choice, ...]] = {}
 
     def with_rankings(self, rankings: Rankings | None, streams: StreamRankings | None = None
                       ) -> StrategySelector:
@@ -186,6 +190,9 @@ class StrategySelector:
     def candidates(self, regime: str, stream: str | None = None) -> tuple[Choice, ...]:
         """The regime's choices on `stream`, best first: the ranked ones (a Choice as it is, a name with its
         YAML params if listed there, else its defaults), then the remaining YAML entries in file order."""
+        cached = self._candidates.get((regime, stream))
+        if cached is not None:
+            return cached
         listed = self.config.regimes.get(regime, (self.config.default,))
         ranked: dict[str, Choice] = {}
         for entry in self._ranking(regime, stream)[0]:
@@ -193,7 +200,9 @@ class StrategySelector:
                 next((c for c in listed if c.strategy == entry), None)
                 or Choice(entry, make_params(STRATEGIES[entry])))
             ranked.setdefault(choice.key, choice)
-        return (*ranked.values(), *(choice for choice in listed if choice.key not in ranked))
+        found = (*ranked.values(), *(choice for choice in listed if choice.key not in ranked))
+        self._candidates[(regime, stream)] = found
+        return found
 
     def choose(self, regime: str, stream: str | None = None) -> Choice:
         """The strategy to run in `regime` on `stream` (None: the rankings for every stream)."""
@@ -205,12 +214,16 @@ class StrategySelector:
 
     def choices(self, stream: str | None = None) -> tuple[Choice, ...]:
         """Every choice any regime can select on `stream`, each once, in a stable order (for warm-up)."""
+        cached = self._choices.get(stream)
+        if cached is not None:
+            return cached
         every: dict[str, Choice] = {}
         for regime in (*REGIMES, *self.config.regimes):
             for choice in self.candidates(regime, stream):
                 every.setdefault(choice.key, choice)
         every.setdefault(self.config.default.key, self.config.default)
-        return tuple(every.values())
+        self._choices[stream] = tuple(every.values())
+        return self._choices[stream]
 
 
 def _check_rankings(rankings: Rankings, where: str) -> dict[str, tuple[str | Choice, ...]]:
