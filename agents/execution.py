@@ -1,12 +1,22 @@
-"""The execution agent's shell: approved risk decisions become orders, candles fill them, exits close them.
+"""The execution agent's shell: approved risk decisions become orders, venues fill them, exits close them.
 
 Per decision (approved or resized; rejected ones are only acknowledged) it creates the order
-with the client order id derived from the decision id and places it on the venue `make_venue`
-builds — a `PaperVenue` per instrument, with the generic `paper.*` market rules. Before placing,
-it checks both its own record of decisions and the order store in Postgres, so a replayed or
-duplicated decision, even after a restart, never places a second order. Each closed candle
-drives the venue: fills go to `execution.reports`, every order change to `orders`, and into the
-agent's `Ledger`.
+with the client order id derived from the decision id and places it on the decision's venue:
+the live venue `execution.venue` selects (`ccxt:<exchange id>` or `web3`) for decisions on its
+exchange, else the `PaperVenue` `make_venue` builds per instrument, with the generic `paper.*`
+market rules. Before placing, it checks both its own record of decisions and the order store in
+Postgres, so a replayed or duplicated decision, even after a restart, never places a second
+order. Fills go to `execution.reports`, every order change to `orders`, and into the `Ledger`
+of the venue's account (`paper`, `ccxt:<exchange id>` or `web3`). Paper orders fill on closed
+candles; a ccxt market order fills on arrival and the rest are polled on closed candles of that
+exchange; a swap fills when its receipt comes (in `place`, or settled on a later candle).
+
+Live venues (see `start`): built with the settings' keys at start-up and reconciled with what
+the order store holds as open (ccxt: `reconcile` — missed fills and changes, foreign orders,
+balances; web3: `resume` of sent swaps). What that finds is published with the outputs of the
+first input. The account's ledger is seeded once from the venue's balances (one `Transfer` per
+asset, written to Postgres at once), later restored from the state or from Postgres. A live
+venue holds connections: it is never pickled, and `close()` closes it.
 
 Exits: when an entry order fills, the decision's stop-loss, take-profit and trailing stop arm a
 `Protection` of the instrument's position. After each closed candle of the instrument, a long is
@@ -29,45 +39,55 @@ same inputs again, recognises them, and publishes the same events again (same ev
 of sending anything to the venue a second time. Order changes, fills and ledger entries are
 written to Postgres at each checkpoint (right before offsets are committed), idempotently. The
 paper venue has no state format of its own, so the venues are pickled: they are pure in-memory
-objects of this codebase.
+objects of this codebase (live venues are rebuilt and reconciled instead). A ccxt venue looks a
+client order id up at the exchange before sending it, so an order sent just before a crash whose
+state was lost is found, not sent again, and its events come back with the same ids.
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from web3 import AsyncHTTPProvider
 
 import infra
 from agents.base import AgentDeps
-from agents.paper_account import ACCOUNT, opening_deposit, opening_ledger, paper_market, venue_config
 from config import Settings
+from config.errors import ConfigError, DomainError
 from config.settings import PaperTradingConfig
 from execution import order as orders
-from execution.ledger import Ledger, Transfer, entry_record
+from execution import web3_venue
+from execution.ccxt_venue import CcxtVenue
+from execution.exits import ExitPlan, Protection, arm, exit_plan
+from execution.ledger import Ledger, Transfer, entry_from_record, entry_record
 from execution.market import Market
 from execution.order import OrderRequest, client_order_id, create_order
+from execution.paper_account import ACCOUNT, opening_deposit, opening_ledger, paper_market, venue_config
 from execution.paper_gateway import PaperVenue
-from execution.risk import TrailingStop
+from execution.venue import Venue
+from execution.web3_venue import Web3Venue
 from memory.database import create_engine
 from memory.ledger import LedgerRecord, LedgerState, LedgerStore
 from memory.orders import OrderStore
 from topics.envelope import Envelope
 from topics.events import Event
 from topics.market import CandleClosed, instrument_key
-from topics.orders import OrderEvent, OrderFilled, OrderUpdated
+from topics.orders import OrderEvent, OrderFilled, OrderUpdated, TimeInForce
 from topics.registry import EXECUTION_REPORTS, MARKET_CANDLES, ORDERS, RISK_CONTROL, RISK_DECISIONS, TopicSpec
 from topics.trading import KillSwitchChanged, RiskDecision, RiskModeChanged
 
 STATE_KEY = "state"
+SETTLE_WAIT_S = 0.5  # how long a candle waits for a sent swap's receipt (it is looked at again next candle)
 ORDER_TYPES = {"market": "market", "limit": "limit", "stop": "stop"}
-ExitKind = Literal["stop-loss", "take-profit", "trailing-stop"]
+LiveVenue = CcxtVenue | Web3Venue
+VenueFactory = Callable[[Settings], Awaitable[LiveVenue]]  # the live venue `execution.venue` selects
 
 
 def make_venue(settings: Settings | None, exchange: str, symbol: str) -> PaperVenue:
@@ -83,42 +103,30 @@ def make_venue(settings: Settings | None, exchange: str, symbol: str) -> PaperVe
     return PaperVenue(exchange, markets, venue_config(paper))
 
 
-@dataclass(frozen=True)
-class ExitPlan:
-    """What an entry order's decision said about leaving: stop, target, trailing distance."""
+async def make_live_venue(settings: Settings) -> LiveVenue:
+    """The live venue `execution.venue` selects, with its keys from the settings.
 
-    decision_id: str
-    side: Literal["long", "short"]
-    stop_loss: Decimal
-    take_profit: Decimal | None
-    trailing_distance: Decimal | None
-
-
-@dataclass
-class Protection:
-    """The armed exits of one instrument's position (the latest filled entry's plan)."""
-
-    plan: ExitPlan
-    stop: Decimal
-    trailing: TrailingStop | None = None
-    exit_cid: str | None = None  # the last exit order sent
-    exits: int = 0  # exit orders sent: a second one (after the first ended short) gets its own id
-
-    @property
-    def current_stop(self) -> Decimal:
-        """The decision's stop, or the trailing stop once it has moved past it."""
-        if self.trailing is None:
-            return self.stop
-        return max(self.stop, self.trailing.stop) if self.plan.side == "long" else min(self.stop,
-                                                                                       self.trailing.stop)
+    ConfigError (one line, naming `execution.venue` and the key at fault) if it cannot be built.
+    """
+    choice = settings.execution.venue
+    try:
+        if choice == "web3":
+            return await web3_venue.from_settings(settings)
+        if choice.startswith("ccxt:"):
+            venue = CcxtVenue.from_settings(settings, choice.removeprefix("ccxt:"))
+            await venue.load_markets()
+            return venue
+    except ConfigError as exc:
+        raise ConfigError(f"execution.venue = {choice!r}: {exc}") from exc
+    raise ConfigError(f"execution.venue = {choice!r} is not a live venue (ccxt:<exchange id> or web3)")
 
 
 @dataclass
 class ExecutionState:
     """What the agent must not forget across a restart."""
 
-    ledger: Ledger
-    venues: dict[str, PaperVenue] = field(default_factory=dict)  # instrument key -> its venue
+    ledger: Ledger  # the paper account's books
+    venues: dict[str, PaperVenue] = field(default_factory=dict)  # instrument key -> its paper venue
     handled: set[str] = field(default_factory=set)  # decision ids already turned into orders
     last_open_time: dict[str, int] = field(default_factory=dict)  # stream key -> newest candle seen
     unsaved: list[OrderEvent | Transfer] = field(default_factory=list)  # for Postgres at the checkpoint
@@ -126,6 +134,7 @@ class ExecutionState:
     plans: dict[str, ExitPlan] = field(default_factory=dict)  # entry client order id -> its exits
     protections: dict[str, Protection] = field(default_factory=dict)  # instrument key -> armed exits
     outbox: dict[str, list[OrderEvent]] = field(default_factory=dict)  # input event id -> its outputs
+    accounts: dict[str, Ledger] = field(default_factory=dict)  # live account (`ccxt:<id>`, `web3`) -> books
 
     def __setstate__(self, saved: dict[str, Any]) -> None:
         """Restore a pickle, also one saved before a field was added (the field takes its default)."""
@@ -142,13 +151,15 @@ def _utc(ts: int) -> str:
 
 
 class ExecutionAgent:
-    """Places approved decisions on the paper venue, reports order changes and fills, runs exits."""
+    """Places approved decisions on their venue, reports order changes and fills, runs exits."""
 
     name: ClassVar[str] = "execution"
     consumes: ClassVar[tuple[TopicSpec, ...]] = (RISK_DECISIONS, MARKET_CANDLES, RISK_CONTROL)
     produces: ClassVar[tuple[TopicSpec, ...]] = (ORDERS, EXECUTION_REPORTS)
 
-    def __init__(self, deps: AgentDeps) -> None:
+    def __init__(self, deps: AgentDeps, *, live_venue: VenueFactory | None = None) -> None:
+        """`live_venue` builds the venue `execution.venue` selects (default `make_live_venue`, from
+        the settings' keys); tests give one on a simulated exchange or a test chain."""
         self.deps = deps
         self.paper = deps.settings.paper if deps.settings is not None else PaperTradingConfig()
         self.state = ExecutionState(ledger=opening_ledger(self.paper), unsaved=[opening_deposit(self.paper)])
@@ -156,6 +167,12 @@ class ExecutionAgent:
         # Inputs whose outputs an earlier life of this agent made but may not have published:
         # published again, once, when the input is read again (see `_again`).
         self._unconfirmed: set[str] = set()
+        self._make_live = live_venue or make_live_venue
+        self.live: LiveVenue | None = None  # holds connections: never in the pickled state
+        self.account = ACCOUNT  # the live venue's ledger account, once there is one
+        self.live_exchange: str | None = None  # whose trades that account books (kept after close())
+        self._startup: list[OrderEvent] = []  # what start-up reconciliation found: out with the first input
+        self._polled_at = -1  # close time of the candle the ccxt venue was last polled on
 
     @asynccontextmanager
     async def _engine(self) -> AsyncIterator[AsyncEngine | None]:
@@ -181,6 +198,85 @@ class ExecutionAgent:
             assert switch is not None
             self.deps.log.warning("kill_switch_engaged", actor=switch.actor, reason=switch.reason,
                                   at=switch.at)
+        settings = self.deps.settings
+        if settings is not None and settings.execution.venue != "paper":
+            self.live = await self._make_live(settings)
+            self.account, self.live_exchange = settings.execution.venue, self.live.exchange
+            try:
+                await self._reconcile(self.live)
+            except BaseException:
+                await self.close()
+                raise
+
+    async def _reconcile(self, live: LiveVenue) -> None:
+        """Bring the live venue and our books in line after a (re)start: what happened to the orders
+        the store holds as open, the account's opening balances, orders we know nothing of."""
+        async with self._engine() as engine:
+            known = await OrderStore(engine).open_orders(live.exchange) if engine is not None else []
+        # Cores never read the clock: start-up events are stamped with the newest time we hold
+        # (a venue stamps fills with the exchange's own trade times anyway).
+        now = max([k.ts_event for k in known] + list(self.state.last_open_time.values()), default=0)
+        balances: dict[str, Decimal]
+        if isinstance(live, CcxtVenue):
+            result = await live.reconcile(known, now=now)
+            events, balances = list(result.events), result.balances
+            if result.foreign:
+                self.deps.log.warning("foreign_orders_at_venue", exchange=live.exchange,
+                                      client_order_ids=[o.client_order_id for o in result.foreign])
+            if result.missing:  # stored as `new`, never reached the exchange: left for a person to decide
+                self.deps.log.warning("orders_never_sent", exchange=live.exchange,
+                                      client_order_ids=result.missing)
+        else:
+            events = []
+            for update in known:
+                if update.status == "submitted" and update.venue_order_id:
+                    events += await live.resume(orders.Order.from_event(update), now=now)
+                else:  # a `new` swap that was never sent: nothing to take over
+                    self.deps.log.warning("orders_never_sent", exchange=live.exchange,
+                                          client_order_ids=[update.client_order_id])
+            balances = await live.fetch_balances()
+        await self._open_account(balances, now)
+        self._book(events)
+        self.state.unsaved += events
+        self._startup = events
+        held = self.state.accounts[self.account].balances()
+        if {a: v for a, v in held.items() if v} != {a: v for a, v in balances.items() if v}:
+            # fees in another asset, deposits or trades made by hand: the books say what CryptIQ did
+            self.deps.log.warning("venue_balances_differ", account=self.account,
+                                  venue={a: str(v) for a, v in balances.items()},
+                                  books={a: str(v) for a, v in held.items()})
+        self.deps.log.info("venue_reconciled", account=self.account, exchange=live.exchange,
+                           events=len(events), balances={a: str(v) for a, v in balances.items()})
+
+    async def _open_account(self, balances: dict[str, Decimal], now: int) -> None:
+        """The live account's books: from the saved state, else from Postgres, else opened now with
+        the venue's balances (one deposit per asset, stored at once so a lost state reopens the same)."""
+        if self.account in self.state.accounts:
+            return
+        async with self._engine() as engine:
+            store = LedgerStore(engine) if engine is not None else None
+            stored = await store.entries(self.account) if store is not None else []
+            if stored:
+                ledger = Ledger.from_entries(entry_from_record(r.kind, r.payload) for r in stored)
+            else:
+                deposits = [Transfer(transfer_id=f"{self.account}:opening:{asset}", asset=asset,
+                                     amount=amount, ts_event=now)
+                            for asset, amount in sorted(balances.items()) if amount > 0]
+                ledger = Ledger.from_entries(deposits)
+                if store is not None:
+                    await store.append(self.account, [LedgerRecord(**entry_record(d)) for d in deposits],
+                                       state=self._books(ledger))
+                self.deps.log.info("account_opened", account=self.account,
+                                   balances={d.asset: str(d.amount) for d in deposits})
+        self.state.accounts[self.account] = ledger
+
+    async def close(self) -> None:
+        """Close the live venue's connections (the host calls this once, when it stops)."""
+        live, self.live = self.live, None
+        if isinstance(live, CcxtVenue):
+            await live.close()
+        elif isinstance(live, Web3Venue) and isinstance(live.w3.provider, AsyncHTTPProvider):
+            await live.w3.provider.disconnect()  # its aiohttp sessions (other providers hold none of ours)
 
     async def checkpoint(self) -> None:
         """Postgres first (idempotent), then the state: a crash between them only repeats writes.
@@ -192,11 +288,12 @@ class ExecutionAgent:
         async with self._engine() as engine:
             if engine is not None and state.unsaved:
                 await OrderStore(engine).record([e for e in state.unsaved if not isinstance(e, Transfer)])
-                entries = [LedgerRecord(**entry_record(e)) for e in state.unsaved
-                           if isinstance(e, Transfer | OrderFilled)]
-                books = LedgerState(version=state.ledger.version, ts=state.ledger.ts,
-                                    state=state.ledger.snapshot())
-                await LedgerStore(engine).append(ACCOUNT, entries, state=books)
+                for account, ledger in [(ACCOUNT, state.ledger), *state.accounts.items()]:
+                    # transfers are the paper deposit (live accounts store their opening at once)
+                    entries = [LedgerRecord(**entry_record(e)) for e in state.unsaved
+                               if (isinstance(e, Transfer) and account == ACCOUNT)
+                               or (isinstance(e, OrderFilled) and self._account_of(e.exchange) == account)]
+                    await LedgerStore(engine).append(account, entries, state=self._books(ledger))
         state.unsaved = []
         state.outbox = {}
         await self._save()
@@ -204,7 +301,38 @@ class ExecutionAgent:
     async def _save(self) -> None:
         await self.deps.store.save(STATE_KEY, pickle.dumps(self.state))
 
+    @staticmethod
+    def _books(ledger: Ledger) -> LedgerState:
+        return LedgerState(version=ledger.version, ts=ledger.ts, state=ledger.snapshot())
+
+    def _account_of(self, exchange: str) -> str:
+        """The ledger account trades on `exchange` are booked in: the live venue's, or paper."""
+        return self.account if exchange == self.live_exchange else ACCOUNT
+
+    def _ledger(self, exchange: str) -> Ledger:
+        account = self._account_of(exchange)
+        return self.state.ledger if account == ACCOUNT else self.state.accounts[account]
+
+    def _book(self, events: list[OrderEvent]) -> None:
+        """Fills into their account's ledger, arming the entry's exits; an ended order's plan goes."""
+        for event in events:
+            if isinstance(event, OrderFilled):
+                self._ledger(event.exchange).apply(event)
+                self._arm(instrument_key(event.exchange, event.symbol), event)
+        for event in events:  # after arming: a fill's `filled` update comes before the fill itself
+            if isinstance(event, OrderUpdated) and event.status in orders.TERMINAL:
+                self.state.plans.pop(event.client_order_id, None)
+
     async def handle(self, env: Envelope[Event]) -> Sequence[Envelope[Event]]:
+        out = await self._handle(env)
+        if not self._startup:
+            return out
+        # what start-up reconciliation found goes out first, caused by the first input
+        found, self._startup = self._startup, []
+        self.state.outbox[env.event_id] = found + self.state.outbox.get(env.event_id, [])
+        return [*self._envelopes(env, found), *out]
+
+    async def _handle(self, env: Envelope[Event]) -> Sequence[Envelope[Event]]:
         payload = env.payload
         if isinstance(payload, CandleClosed):
             return await self._candle(env, payload)
@@ -239,12 +367,14 @@ class ExecutionAgent:
                 self.deps.log.info("reduce_only_skipped", decision_id=decision.decision_id,
                                    symbol=decision.symbol, reason="no open position left to reduce")
                 return []
+        # a swap cannot rest: on-chain, a limit order fills at once (up to its price) or not at all
+        time_in_force: TimeInForce = "IOC" if isinstance(venue, Web3Venue) else "GTC"
         request = OrderRequest(
             decision_id=decision.decision_id, exchange=decision.exchange, symbol=decision.symbol,
             side=decision.side, order_type=ORDER_TYPES[decision.entry_type], quantity=size,
             limit_price=self._price(market, entry) if decision.entry_type == "limit" else None,
             stop_price=self._price(market, entry) if decision.entry_type == "stop" else None,
-            reference_price=entry,
+            time_in_force=time_in_force, reference_price=entry,
         )
         order, events = create_order(request, market, now=env.ts)
         if order.status == "new" and self.state.kill_switch_on:
@@ -253,12 +383,19 @@ class ExecutionAgent:
             self.deps.log.warning("order_blocked_by_kill_switch", client_order_id=cid,
                                   decision_id=decision.decision_id)
         elif order.status == "new":
-            if decision.stop_loss is not None:
-                side: Literal["long", "short"] = "long" if decision.side == "buy" else "short"
-                trailing = decision.trailing_stop.distance if decision.trailing_stop is not None else None
-                self.state.plans[cid] = ExitPlan(decision.decision_id, side, decision.stop_loss,
-                                                 decision.take_profit, trailing)
-            events += await self._place(venue, order, env.ts)
+            plan = exit_plan(decision)
+            if plan is not None:
+                self.state.plans[cid] = plan
+            try:
+                placed = await self._place(venue, order, env.ts)
+            except BaseException:
+                # not placed as far as we know (e.g. a lost reply: retriable). Forget the decision, so
+                # the retry places it again; a venue that got it finds it by its client order id.
+                self.state.handled.discard(decision.decision_id)
+                self.state.plans.pop(cid, None)
+                raise
+            self._book(placed)  # live venues may fill at once (a ccxt market order, a swap)
+            events += placed
         return await self._publish(env, events)
 
     @staticmethod
@@ -269,7 +406,7 @@ class ExecutionAgent:
             return price
         return market.round_price(price)
 
-    async def _place(self, venue: PaperVenue, order: orders.Order, now: int) -> list[OrderEvent]:
+    async def _place(self, venue: Venue, order: orders.Order, now: int) -> list[OrderEvent]:
         events = await venue.place(order, now=now)
         status = next((e.status for e in events if isinstance(e, OrderUpdated)), "known")
         self.deps.log.info("order_placed", client_order_id=order.client_order_id,
@@ -282,13 +419,13 @@ class ExecutionAgent:
         assert switch is not None
         return f"kill switch on since {_utc(switch.at)} ({switch.actor}: {switch.reason}): no new orders"
 
-    async def _reducible(self, venue: PaperVenue, symbol: str, side: str, wanted: Decimal) -> Decimal:
+    async def _reducible(self, venue: Venue, symbol: str, side: str, wanted: Decimal) -> Decimal:
         """How much a reducing order may still trade: the position in the opposite direction, less
         what open orders on the same side will already take off. Strategies can repeat an exit
         before its fill comes back; without this an exit would turn into a new position."""
         market = venue.market(symbol)
         assert market is not None
-        held = self.state.ledger.positions.get(symbol)
+        held = self._ledger(venue.exchange).positions.get(symbol)
         quantity = held.quantity if held is not None else Decimal(0)
         reducing = (quantity > 0 and side == "sell") or (quantity < 0 and side == "buy")
         if not reducing:
@@ -304,17 +441,24 @@ class ExecutionAgent:
     async def _kill_switch(self, env: Envelope[Event], switch: KillSwitchChanged) -> list[Envelope[Event]]:
         if switch == self.state.kill_switch:
             return self._again(env)
-        self.state.kill_switch = switch
         self.deps.log.warning("kill_switch_changed", engaged=switch.engaged, actor=switch.actor,
                               reason=switch.reason, at=switch.at)
         if not switch.engaged:
+            self.state.kill_switch = switch
             await self._save()
             return []
         why = f"kill switch engaged by {switch.actor}: {switch.reason}"
         events: list[OrderEvent] = []
-        for venue in self.state.venues.values():
+        venues: list[Venue] = [*self.state.venues.values(), *([self.live] if self.live is not None else [])]
+        for venue in venues:
             for order in await venue.fetch_open_orders():
-                events += await venue.cancel(order.client_order_id, now=env.ts, reason=why)
+                try:
+                    events += await venue.cancel(order.client_order_id, now=env.ts, reason=why)
+                except DomainError as exc:  # a sent swap, or an order placed outside CryptIQ: left as it is
+                    self.deps.log.warning("order_not_cancelled", exchange=venue.exchange,
+                                          client_order_id=order.client_order_id, reason=str(exc))
+        # Set once every cancel went out: a retriable failure above retries the whole input.
+        self.state.kill_switch = switch
         self.deps.log.warning("orders_cancelled_by_kill_switch",
                               cancelled=sum(isinstance(e, OrderUpdated) for e in events))
         return await self._publish(env, events)
@@ -326,44 +470,53 @@ class ExecutionAgent:
             return self._again(env)  # seen before: the venue already traded it
         self.state.last_open_time[env.key] = candle.open_time
         key = instrument_key(candle.exchange, candle.symbol)
-        venue = self.state.venues.get(key)
-        events = venue.on_candle(candle) if venue is not None else []
-        for event in events:
-            if isinstance(event, OrderFilled):
-                self.state.ledger.apply(event)
-                self._arm(key, event)
-        for event in events:  # after arming: a fill's `filled` update comes before the fill itself
-            if isinstance(event, OrderUpdated) and event.status in orders.TERMINAL:
-                self.state.plans.pop(event.client_order_id, None)
-        self.state.ledger.mark_candle(candle)
+        venue: Venue | None = self.state.venues.get(key)
+        events: list[OrderEvent] = []
+        if isinstance(venue, PaperVenue):
+            events = venue.on_candle(candle)
+        if self.live is not None:
+            events += await self._live_changes(self.live, candle)
+            if candle.exchange == self.live.exchange:
+                venue = self.live
+        self._book(events)
+        self._ledger(candle.exchange).mark_candle(candle)
         if venue is not None and key in self.state.protections:
-            events += await self._protect(key, venue, candle)
+            exits = await self._protect(key, venue, candle)
+            self._book(exits)  # a live exit may fill on arrival
+            events += exits
         return await self._publish(env, events)
+
+    async def _live_changes(self, live: LiveVenue, candle: CandleClosed) -> list[OrderEvent]:
+        """What the live venue did since the last look: ccxt orders are polled on the first closed
+        candle of each close time on its exchange; sent swaps are settled once their receipt is in."""
+        if isinstance(live, CcxtVenue):
+            if candle.exchange != live.exchange or candle.close_time <= self._polled_at:
+                return []
+            self._polled_at = candle.close_time
+            return await live.poll(now=candle.close_time)
+        events: list[OrderEvent] = []
+        for order in await live.fetch_open_orders():  # in memory: swaps without a receipt yet
+            events += await live.settle(order.client_order_id, now=candle.close_time, timeout=SETTLE_WAIT_S)
+        return events
 
     def _arm(self, key: str, fill: OrderFilled) -> None:
         """An entry filled: protect the position with its decision's exits (the latest entry's win)."""
         plan = self.state.plans.get(fill.client_order_id)
         if plan is None:
             return
-        held = self.state.ledger.positions.get(fill.symbol)
+        held = self._ledger(fill.exchange).positions.get(fill.symbol)
         quantity = held.quantity if held is not None else Decimal(0)
-        if quantity == 0 or (quantity > 0) != (plan.side == "long"):
-            return  # the fill only reduced a position the other way: that one keeps its exits
-        current = self.state.protections.get(key)
-        if current is not None and current.plan.decision_id == plan.decision_id:
-            return  # armed by an earlier part of the same order
-        trailing = None
-        if plan.trailing_distance is not None:
-            trailing = TrailingStop(plan.side, plan.trailing_distance, plan.stop_loss, fill.price)
-        self.state.protections[key] = Protection(plan, plan.stop_loss, trailing)
+        armed = arm(plan, quantity, fill.price, self.state.protections.get(key))
+        if armed is not None:  # None: the fill only reduced a position the other way, or re-armed
+            self.state.protections[key] = armed
 
-    async def _protect(self, key: str, venue: PaperVenue, candle: CandleClosed) -> list[OrderEvent]:
+    async def _protect(self, key: str, venue: Venue, candle: CandleClosed) -> list[OrderEvent]:
         """Check the instrument's exits against the candle: an exit order if one is hit, else ratchet."""
         protection = self.state.protections[key]
         plan = protection.plan
-        held = self.state.ledger.positions.get(candle.symbol)
+        held = self._ledger(candle.exchange).positions.get(candle.symbol)
         quantity = held.quantity if held is not None else Decimal(0)
-        if quantity == 0 or (quantity > 0) != (plan.side == "long"):
+        if not protection.covers(quantity):
             del self.state.protections[key]  # closed (or turned) by other orders: nothing to protect
             return []
         if protection.exit_cid is not None:
@@ -371,30 +524,22 @@ class ExecutionAgent:
             if sent is not None and sent.is_open:
                 return []  # the exit is working
         high, low = Decimal(repr(candle.high)), Decimal(repr(candle.low))
-        long = plan.side == "long"
         stop = protection.current_stop
-        kind: ExitKind | None = None
-        if low <= stop if long else high >= stop:
-            moved = protection.trailing is not None and stop != protection.stop
-            kind = "trailing-stop" if moved else "stop-loss"
-        elif plan.take_profit is not None and (high >= plan.take_profit if long else low <= plan.take_profit):
-            kind = "take-profit"
+        kind = protection.reached(high, low)
         if kind is None or self.state.kill_switch_on:
-            if protection.trailing is not None:
-                protection.trailing = protection.trailing.update(high if long else low)
+            protection.ratchet(high, low)
             return []
-        exit_side = "sell" if long else "buy"
+        exit_side = protection.exit_side
         size = await self._reducible(venue, candle.symbol, exit_side, abs(quantity))
         if size <= 0:
             return []  # other open orders already close the position
         now = candle.close_time
-        decision_id = f"{plan.decision_id}:{kind}" + (f":{protection.exits}" if protection.exits else "")
+        decision_id = protection.exit_decision_id(kind)
         request = OrderRequest(decision_id=decision_id, exchange=candle.exchange, symbol=candle.symbol,
                                side=exit_side, order_type="market", quantity=size,
                                reference_price=Decimal(repr(candle.close)))
         order, events = create_order(request, venue.market(candle.symbol), now=now)
-        protection.exit_cid = order.client_order_id
-        protection.exits += 1
+        protection.sent(order.client_order_id)
         self.deps.log.info("exit_triggered", kind=kind, decision_id=decision_id, symbol=candle.symbol,
                            stop=str(stop), take_profit=str(plan.take_profit), low=str(low), high=str(high))
         if order.status == "new":
@@ -405,7 +550,9 @@ class ExecutionAgent:
             self.deps.log.warning("exit_rejected", decision_id=decision_id, symbol=candle.symbol)
         return events
 
-    def _venue(self, exchange: str, symbol: str) -> PaperVenue:
+    def _venue(self, exchange: str, symbol: str) -> Venue:
+        if self.live is not None and exchange == self.live.exchange:
+            return self.live
         key = instrument_key(exchange, symbol)
         if key not in self.state.venues:
             self.state.venues[key] = make_venue(self.deps.settings, exchange, symbol)

@@ -1,7 +1,7 @@
 """The risk agent's shell: every `strategy.intents` event becomes exactly one `risk.decisions` event.
 
 The deciding is `execution.risk.RiskEngine`; this shell gives it what it needs at the intent's
-event time:
+event time, kept with an `execution.risk_book.RiskBook` as the backtest keeps it:
 
 - the market: per instrument the last close and a streaming ATR(14) of one timeframe (the first
   one seen for it), from `market.candles`, plus the recent closes and traded value the risk
@@ -31,9 +31,8 @@ from typing import Any, ClassVar
 import orjson
 
 from agents.base import AgentDeps
-from agents.paper_account import opening_ledger
 from config.settings import PaperTradingConfig, RiskConfig
-from execution.order import TERMINAL, client_order_id
+from execution.paper_account import opening_ledger
 from execution.risk import (
     YEAR_MS,
     MarketSnapshot,
@@ -42,6 +41,7 @@ from execution.risk import (
     aligned_log_returns,
     risk_breakdown,
 )
+from execution.risk_book import ATR_PERIOD, RiskBook
 from indicators.streaming import ATR
 from topics.envelope import Envelope
 from topics.events import Event
@@ -60,15 +60,12 @@ from topics.registry import (
 from topics.trading import (
     KillSwitchChanged,
     OrderIntent,
-    PortfolioSnapshot,
-    PositionSnapshot,
     RiskBreakdown,
     RiskDecision,
     RiskModeChanged,
 )
 
 STATE_KEY = "state"
-ATR_PERIOD = 14
 PORTFOLIO = "paper"
 
 
@@ -84,17 +81,22 @@ class RiskCore:
         self.streams: dict[str, dict[str, Any]] = saved.get("streams", {})
         self.atrs = {key: ATR.from_state(s["atr"]) for key, s in self.streams.items()}
         self.fills = [OrderFilled.model_validate(f) for f in saved.get("fills", [])]
-        self.ledger = opening_ledger(paper)
-        self.exchanges: dict[str, str] = {}  # symbol -> exchange of its fills
+        # the paper portfolio and the approved orders not yet filled
+        self.book = RiskBook(opening_ledger(paper), quote=paper.quote_asset, portfolio=PORTFOLIO,
+                             pending=saved.get("pending", {}))
+        self.ledger = self.book.ledger
         for fill in self.fills:
             self._book(fill)
         for stream in self.streams.values():
             if stream["close"] is not None:
                 self.ledger.mark(stream["symbol"], Decimal(stream["close"]))
         self.decided: set[str] = set(saved.get("decided", []))
-        # client order id -> the approved order not yet filled: key, signed quantity, price, filled
-        self.pending: dict[str, dict[str, str]] = saved.get("pending", {})
         self.candles_since_breakdown: int = saved.get("candles_since_breakdown", 0)
+
+    @property
+    def pending(self) -> dict[str, dict[str, str]]:
+        """Client order id -> the approved order not yet filled (`RiskBook.pending`)."""
+        return self.book.pending
 
     def state(self) -> dict[str, Any]:
         for key, atr in self.atrs.items():
@@ -112,7 +114,7 @@ class RiskCore:
         if isinstance(payload, OrderFilled):
             return self._fill(env, payload)
         if isinstance(payload, OrderUpdated):
-            self._order_changed(payload)
+            self.book.order_changed(payload)
             return []
         if isinstance(payload, KillSwitchChanged | RiskModeChanged):
             self.engine.apply(payload)
@@ -152,62 +154,17 @@ class RiskCore:
         if not self._book(fill):
             return []  # booked before
         self.fills.append(fill)
-        self._filled(fill)
+        self.book.filled(fill)
         return [self._breakdown(env)]
 
     def _book(self, fill: OrderFilled) -> bool:
-        self.exchanges[fill.symbol] = fill.exchange
+        self.book.exchanges[fill.symbol] = fill.exchange
         return self.ledger.apply(fill)
-
-    def _filled(self, fill: OrderFilled) -> None:
-        order = self.pending.get(fill.client_order_id)
-        if order is None:
-            return  # not ours to track (an exit, or an order that already ended)
-        filled = Decimal(order["filled"]) + fill.quantity
-        if filled >= abs(Decimal(order["quantity"])):
-            del self.pending[fill.client_order_id]
-        else:
-            order["filled"] = str(filled)
-
-    def _order_changed(self, update: OrderUpdated) -> None:
-        order = self.pending.get(update.client_order_id)
-        if order is None:
-            return
-        if update.status in TERMINAL and update.status != "filled":
-            del self.pending[update.client_order_id]  # cancelled, rejected or expired: no more fills
-        elif update.quantity.is_finite() and update.quantity > 0:
-            sign = 1 if update.side == "buy" else -1
-            order["quantity"] = str(sign * update.quantity)  # execution may have trimmed it
-            # A `filled` status waits for its fills on execution.reports, which move the ledger.
 
     # -- decisions --
 
-    def portfolio(self, ts: int) -> PortfolioSnapshot:
-        """Equity and open positions at mark (at cost before an instrument's first close)."""
-        positions = []
-        for symbol, position in sorted(self.ledger.positions.items()):
-            if position.quantity == 0:
-                continue
-            mark = self.ledger.marks.get(symbol) or abs(position.cost / position.quantity)
-            positions.append(PositionSnapshot(exchange=self.exchanges[symbol], symbol=symbol,
-                                              quantity=position.quantity, mark_price=mark))
-        equity = self.ledger.equity(self.paper.quote_asset)
-        return PortfolioSnapshot(portfolio=PORTFOLIO, ts=ts, equity=equity, positions=tuple(positions))
-
-    def pending_orders(self) -> list[PositionSnapshot]:
-        """The approved orders not yet filled, as signed unfilled quantities at their approval price."""
-        out = []
-        for order in self.pending.values():
-            quantity = Decimal(order["quantity"])
-            sign = 1 if quantity > 0 else -1
-            left = quantity - sign * Decimal(order["filled"])
-            if left != 0:
-                out.append(PositionSnapshot(exchange=order["exchange"], symbol=order["symbol"], quantity=left,
-                                            mark_price=Decimal(order["price"])))
-        return out
-
     def _decide(self, env: Envelope[Event], intent: OrderIntent) -> list[Envelope[Event]]:
-        portfolio = self.portfolio(env.ts)
+        portfolio = self.book.portfolio(env.ts)
         out: list[Envelope[Event]] = []
         tripped = self.engine.observe(portfolio)
         if tripped is not None:
@@ -225,14 +182,7 @@ class RiskCore:
         else:
             atr = stream.get("atr_value") if stream else None
             market = MarketSnapshot(price=price, atr=None if atr is None else Decimal(atr))
-            decision = self.engine.evaluate(intent, portfolio, market, pending=self.pending_orders())
-        if decision.verdict != "rejected" and decision.sizing != "reduce_only":
-            sign = 1 if decision.side == "buy" else -1
-            self.pending[client_order_id(decision.decision_id)] = {
-                "exchange": decision.exchange, "symbol": decision.symbol,
-                "quantity": str(sign * decision.size), "price": str(decision.entry_price or price),
-                "filled": "0",
-            }
+            decision = self.book.decide(self.engine, intent, portfolio, market)
         out.append(Envelope.create(decision, key=intent.key, ts=env.ts, source=RiskAgent.name, caused_by=env,
                                    discriminator=intent.decision_id))
         return out
@@ -241,7 +191,7 @@ class RiskCore:
 
     def breakdown(self, ts: int) -> RiskBreakdown:
         """The paper portfolio's risk breakdown at `ts` from the candles and fills seen so far."""
-        portfolio = self.portfolio(ts)
+        portfolio = self.book.portfolio(ts)
         window = self.risk.breakdown_window
         histories = {p.key: self.streams[p.key].get("history", []) for p in portfolio.positions
                      if p.key in self.streams}

@@ -15,11 +15,12 @@ Sizing, the one thing a live intent gets from the risk agent:
   (default 1) of the cash, sized at the next candle's open it fills at, fee included, like a
   venue's market order for a quote amount. This is how `sma_cross` (long only, all in) runs.
 - `risk=RiskConfig(...)`: every intent goes through `execution.risk.RiskEngine` exactly as the
-  risk agent does it (price: the last close; ATR(14) of the candles; the portfolio at mark;
-  approved orders not filled yet count against the limits), the approved size is ordered as the
-  execution agent does it, and the decision's stop-loss, take-profit and trailing stop protect
-  the position as the execution agent's exits do (a market exit at the close of the candle that
-  reaches them). Same config, same orders (tests/backtest/test_live_parity.py).
+  risk agent does it, with the same `execution.risk_book.RiskBook` (price: the last close;
+  ATR(14) of the candles; the portfolio at mark; approved orders not filled yet count against
+  the limits), the approved size is ordered as the execution agent does it, and the decision's
+  stop-loss, take-profit and trailing stop protect the position with the execution agent's
+  rules (`execution.exits`: a market exit at the close of the candle that reaches them). Same
+  config, same orders (tests/backtest/test_live_parity.py).
 
 Three paths give the same orders, fills, trades and final equity (tests/backtest prove it):
 
@@ -29,7 +30,8 @@ Three paths give the same orders, fills, trades and final equity (tests/backtest
   venue is stepped only while orders wait or when the strategy decides, and equity is
   float(cash) + float(position) x close per bar. Orders, fills and the ledger are the same cores.
 - `vector`: for strategies with a vectorised signal form (`backtest.vector`), signals come from
-  arrays and only the round trips are booked, with the venue's fill arithmetic (`backtest.fills`).
+  arrays and only the round trips are booked, with the venue's fill arithmetic
+  (`execution.paper_gateway.taker_price`, `fill_fee`).
   If a fill would need what only the venue models (a partial fill by volume, a zero-volume
   candle) or a signal is too close to call in floats, the run falls back to `lean`.
 """
@@ -44,25 +46,28 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from backtest.fills import all_in_quantity, taker_price
+from backtest.fills import all_in_quantity
 from backtest.result import BacktestResult, Trade
 from config.errors import CryptiqError
 from config.settings import PaperTradingConfig, RiskConfig
+from execution.exits import ExitPlan, Protection, arm, exit_plan, reducible
 from execution.market import Market
 from execution.order import OPEN, TERMINAL, OrderRequest, client_order_id, create_order
-from execution.paper_gateway import PaperConfig, PaperVenue
-from execution.risk import MarketSnapshot, RiskEngine, TrailingStop
+from execution.paper_account import paper_market
+from execution.paper_gateway import PaperConfig, PaperVenue, candle_price, taker_price
+from execution.risk import MarketSnapshot, RiskEngine
+from execution.risk_book import ATR_PERIOD, RiskBook
 from indicators.streaming import ATR
 from strategies import STRATEGIES
 from strategies.base import FLAT, Position, Strategy, make_params
 from topics.market import CandleClosed, timeframe_ms
 from topics.orders import OrderEvent, OrderFilled, OrderUpdated, split_symbol
-from topics.trading import OrderIntent, PortfolioSnapshot, PositionSnapshot, RiskDecision
+from topics.trading import OrderIntent, RiskDecision
 
 Mode = Literal["auto", "event", "lean", "vector"]
 ZERO = Decimal(0)
-ATR_PERIOD = 14  # the risk agent's
 EXCHANGE = "backtest"
+PORTFOLIO = "backtest"  # the portfolio the risk decisions value
 ORDER_TYPES = {"market": "market", "limit": "limit", "stop": "stop"}  # the execution agent's mapping
 _MATH = Context(prec=60)
 _UNITS = (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000))
@@ -169,9 +174,7 @@ def make_strategy(strategy: Strategy | str, params: Mapping[str, object] | None 
 
 def default_market(symbol: str, exchange: str = EXCHANGE, paper: PaperTradingConfig | None = None) -> Market:
     """The paper agents' generic rules (`paper.tick_size`, `step_size`, `min_notional`)."""
-    paper = paper or PaperTradingConfig()
-    return Market(exchange, symbol, tick_size=paper.tick_size, step_size=paper.step_size,
-                  min_quantity=paper.step_size, min_notional=paper.min_notional)
+    return paper_market(paper or PaperTradingConfig(), exchange, symbol)
 
 
 def _sync(step: Coroutine[Any, Any, list[OrderEvent]]) -> list[OrderEvent]:
@@ -258,37 +261,6 @@ class TradeBook:
 # ---- the account: venue, ledger, orders -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ExitPlan:
-    """What an entry's risk decision said about leaving (the execution agent's `ExitPlan`)."""
-
-    decision_id: str
-    side: Literal["long", "short"]
-    stop_loss: Decimal
-    take_profit: Decimal | None
-    trailing_distance: Decimal | None
-
-
-@dataclass
-class Protection:
-    """The armed exits of the position (the execution agent's `Protection`)."""
-
-    plan: ExitPlan
-    stop: Decimal
-    trailing: TrailingStop | None = None
-    exit_cid: str | None = None  # the last exit order sent
-    exits: int = 0  # exit orders sent: a second one gets its own id
-
-    @property
-    def current_stop(self) -> Decimal:
-        """The decision's stop, or the trailing stop once it has moved past it."""
-        if self.trailing is None:
-            return self.stop
-        if self.plan.side == "long":
-            return max(self.stop, self.trailing.stop)
-        return min(self.stop, self.trailing.stop)
-
-
 class Book:
     """One backtest account: the paper venue (and its ledger), orders in flight, trades, and sizing."""
 
@@ -311,9 +283,11 @@ class Book:
         self.open_orders: dict[str, OrderUpdated] = {}
         self.events: list[OrderEvent] = []  # every order event, in order
         self.decisions: list[RiskDecision] = []
-        # client order id -> [signed quantity, approval price, filled]: approved orders not filled yet, which
-        # the risk engine counts against its limits (the risk agent's `pending`)
-        self.approved: dict[str, list[Decimal]] = {}
+        # the portfolio and the approved orders not filled yet, as the risk agent keeps them
+        self.risk_book: RiskBook | None = None
+        if risk is not None:
+            self.risk_book = RiskBook(self.ledger, quote=self.quote, portfolio=PORTFOLIO)
+            self.risk_book.exchanges[symbol] = exchange
         self.plans: dict[str, ExitPlan] = {}  # entry client order id -> the exits its decision set
         self.protection: Protection | None = None  # the armed exits of the position
         self.trades = TradeBook(symbol)
@@ -338,10 +312,11 @@ class Book:
             for intent, allocation in waiting:
                 self._place_all_in(intent, allocation, candle)
         events = self.venue.on_candle(candle)  # type: ignore[arg-type]
+        held = self.quantity
         self._absorb(events, candle.open_time, i)
         self.seen = i
         if self.risk is not None:
-            self._arm_exits(events)
+            self._arm_exits(events, held)
             if self.protection is not None:
                 self._protect(candle)
 
@@ -382,76 +357,47 @@ class Book:
         self, intent: OrderIntent, allocation: Decimal, candle: CandleClosed | CandleView
     ) -> None:
         """At the open it fills at: as much as the cash buys at the worst price slippage allows."""
-        price = taker_price(self.market, intent.side, candle.open, self.slippage_bps)
+        market = self.market
+        price = taker_price(market, intent.side, candle_price(market, candle.open), self.slippage_bps)
         with localcontext(_MATH):
-            size = all_in_quantity(self.market, self.cash * allocation, price, self.fee)
+            size = all_in_quantity(market, self.cash * allocation, price, self.fee)
         self._order(intent.decision_id, intent.side, "market", size, None, price, now=candle.open_time)
 
     def _reducible(self, side: str, size: Decimal | None) -> Decimal:
-        """What a reduce-only order may still take off (the execution agent's rule): the position in the
-        opposite direction less what open orders on the same side will already take."""
+        """What a reduce-only order may still take off (the execution agent's rule, `execution.exits`)."""
         held = self.quantity
-        if not ((held > 0 and side == "sell") or (held < 0 and side == "buy")):
-            return ZERO
-        pending = sum(
-            (o.quantity - o.filled_quantity for o in self.open_orders.values() if o.side == side), ZERO
-        )
-        return self.market.floor_quantity(min(size if size is not None else abs(held), abs(held) - pending))
+        wanted = size if size is not None else abs(held)
+        return reducible(self.market, held, side, wanted, self.open_orders.values())
 
     # -- sizing by the risk engine, as the risk and execution agents do -------------------------------
 
-    def portfolio(self, ts: int) -> PortfolioSnapshot:
-        """Equity and the open position at mark: the risk agent's `RiskCore.portfolio`."""
-        positions = []
-        for symbol, position in sorted(self.ledger.positions.items()):
-            if position.quantity == 0:
-                continue
-            mark = self.ledger.marks.get(symbol) or abs(position.cost / position.quantity)
-            positions.append(PositionSnapshot(exchange=self.exchange, symbol=symbol,
-                                              quantity=position.quantity, mark_price=mark))
-        return PortfolioSnapshot(portfolio="backtest", ts=ts, equity=self.ledger.equity(self.quote),
-                                 positions=tuple(positions))
-
     def _through_risk(self, intent: OrderIntent, candle: CandleClosed | CandleView) -> None:
+        """The risk agent's `_decide` (the price: the last close; ATR(14) of the candles), then the
+        execution agent's handling of the decision."""
         assert self.risk is not None
-        portfolio = self.portfolio(candle.close_time)
+        assert self.risk_book is not None
+        portfolio = self.risk_book.portfolio(candle.close_time)
         self.risk.observe(portfolio)
         atr = None if self.atr_value is None else Decimal(repr(self.atr_value))
-        price = Decimal(repr(candle.close))
-        pending = []
-        for quantity, at, filled in self.approved.values():
-            left = quantity - (filled if quantity > 0 else -filled)
-            if left:
-                pending.append(PositionSnapshot(exchange=self.exchange, symbol=self.symbol, quantity=left,
-                                                mark_price=at))
-        snapshot = MarketSnapshot(price=price, atr=atr)
-        decision = self.risk.evaluate(intent, portfolio, snapshot, pending=pending)
+        market = MarketSnapshot(price=Decimal(repr(candle.close)), atr=atr)
+        decision = self.risk_book.decide(self.risk, intent, portfolio, market)
         self.decisions.append(decision)
         if decision.verdict == "rejected":
             return
-        if decision.sizing != "reduce_only":
-            sign = 1 if decision.side == "buy" else -1
-            self.approved[client_order_id(decision.decision_id)] = [
-                sign * decision.size, decision.entry_price or price, ZERO]
         size = decision.size
         if decision.sizing == "reduce_only":
             size = self._reducible(decision.side, decision.size)
             if size <= 0:
                 return
-        plan = None
-        if decision.stop_loss is not None:
-            trailing = decision.trailing_stop.distance if decision.trailing_stop is not None else None
-            plan = ExitPlan(decision.decision_id, "long" if decision.side == "buy" else "short",
-                            decision.stop_loss, decision.take_profit, trailing)
         self._order(decision.decision_id, decision.side, decision.entry_type, size, decision.entry_price,
-                    decision.entry_price, now=candle.close_time, plan=plan)
+                    decision.entry_price, now=candle.close_time, plan=exit_plan(decision))
 
     # -- orders ------------------------------------------------------------------------------------
 
     def _order(  # noqa: PLR0917 - the execution agent's OrderRequest fields, in its order
         self, decision_id: str, side: str, entry_type: str, size: Decimal, entry: Decimal | None,
         reference: Decimal | None, *, now: int, plan: ExitPlan | None = None,
-    ) -> None:
+    ) -> list[OrderEvent]:
         market = self.market
         request = OrderRequest(
             decision_id=decision_id, exchange=self.exchange, symbol=self.symbol, side=side,  # type: ignore[arg-type]
@@ -466,22 +412,22 @@ class Book:
                 self.plans[order.client_order_id] = plan
             events += _sync(self.venue.place(order, now=now))
         self._absorb(events, now, self.seen)
+        return events
 
     # -- protective exits, as the execution agent runs them ---------------------------------------
 
-    def _arm_exits(self, events: list[OrderEvent]) -> None:
-        """An entry filled: its decision's exits protect the position (the execution agent's `_arm`)."""
+    def _arm_exits(self, events: list[OrderEvent], held: Decimal) -> None:
+        """Entries filled: their decisions' exits protect the position, judged as the execution agent's
+        `_arm` judges them, on the position right after each fill (`held`: before the candle's)."""
         for event in events:
             if not isinstance(event, OrderFilled):
                 continue
+            with localcontext(_MATH):
+                held += event.quantity if event.side == "buy" else -event.quantity
             plan = self.plans.get(event.client_order_id)
-            if plan is None or (self.protection is not None and self.protection.plan.decision_id
-                                == plan.decision_id):
-                continue
-            trailing = None
-            if plan.trailing_distance is not None:
-                trailing = TrailingStop(plan.side, plan.trailing_distance, plan.stop_loss, event.price)
-            self.protection = Protection(plan, plan.stop_loss, trailing)
+            armed = arm(plan, held, event.price, self.protection) if plan is not None else None
+            if armed is not None:
+                self.protection = armed
         for event in events:  # after arming: a fill's `filled` update comes before the fill itself
             if isinstance(event, OrderUpdated) and event.status in TERMINAL:
                 self.plans.pop(event.client_order_id, None)
@@ -491,34 +437,28 @@ class Book:
         trailing stop (the execution agent's `_protect`; the stop first when a candle reaches both)."""
         protection = self.protection
         assert protection is not None
-        plan, held = protection.plan, self.quantity
-        if held == 0 or (held > 0) != (plan.side == "long"):
+        held = self.quantity
+        if not protection.covers(held):
             self.protection = None  # closed (or turned) by other orders: nothing to protect
             return
         if protection.exit_cid is not None and protection.exit_cid in self.open_orders:
             return  # the exit is working
         high, low = Decimal(repr(candle.high)), Decimal(repr(candle.low))
-        long = plan.side == "long"
-        stop = protection.current_stop
-        kind = None
-        if low <= stop if long else high >= stop:
-            moved = protection.trailing is not None and stop != protection.stop
-            kind = "trailing-stop" if moved else "stop-loss"
-        elif plan.take_profit is not None and (high >= plan.take_profit if long else low <= plan.take_profit):
-            kind = "take-profit"
+        kind = protection.reached(high, low)
         if kind is None:
-            if protection.trailing is not None:
-                protection.trailing = protection.trailing.update(high if long else low)
+            protection.ratchet(high, low)
             return
-        side = "sell" if long else "buy"
+        side = protection.exit_side
         size = self._reducible(side, abs(held))
         if size <= 0:
             return  # other open orders already close the position
-        decision_id = f"{plan.decision_id}:{kind}" + (f":{protection.exits}" if protection.exits else "")
-        protection.exit_cid = client_order_id(decision_id)
-        protection.exits += 1
-        self._order(decision_id, side, "market", size, None, Decimal(repr(candle.close)),
-                    now=candle.close_time)
+        decision_id = protection.exit_decision_id(kind)
+        protection.sent(client_order_id(decision_id))
+        events = self._order(decision_id, side, "market", size, None, Decimal(repr(candle.close)),
+                             now=candle.close_time)
+        if any(isinstance(e, OrderUpdated) and e.status == "rejected" for e in events):
+            # e.g. a remnant below the venue's minimum: retrying every candle would only repeat it
+            self.protection = None
 
     def _absorb(self, events: list[OrderEvent], at: int, i: int) -> None:
         if not events:
@@ -529,37 +469,20 @@ class Book:
             if isinstance(event, OrderFilled):
                 self.trades.on_fill(event.side, event.quantity, event.price, event.fee, at)
                 filled = True
-                self._approved_filled(event)
+                if self.risk_book is not None:
+                    self.risk_book.filled(event)
                 continue
             if event.status in OPEN:
                 self.open_orders[event.client_order_id] = event
             else:
                 self.open_orders.pop(event.client_order_id, None)
-            if event.client_order_id in self.approved:
-                self._approved_changed(event)
+            if self.risk_book is not None:
+                self.risk_book.order_changed(event)
         if filled:
             held = self.ledger.positions.get(self.symbol)
             self.quantity = held.quantity if held is not None else ZERO
             self.position = Position(self.quantity) if self.quantity else FLAT
             self.changes.append((i, float(self.cash), float(self.quantity)))
-
-
-    def _approved_filled(self, fill: OrderFilled) -> None:
-        """The risk agent's `_filled`: an approved order leaves `pending` once filled in full."""
-        order = self.approved.get(fill.client_order_id)
-        if order is None:
-            return
-        order[2] += fill.quantity
-        if order[2] >= abs(order[0]):
-            del self.approved[fill.client_order_id]
-
-    def _approved_changed(self, update: OrderUpdated) -> None:
-        """The risk agent's `_order_changed`: an order that ended unfilled leaves; a trimmed one shrinks."""
-        order = self.approved[update.client_order_id]
-        if update.status in TERMINAL and update.status != "filled":
-            del self.approved[update.client_order_id]
-        elif update.quantity.is_finite() and update.quantity > 0:
-            order[0] = (1 if update.side == "buy" else -1) * update.quantity
 
 
 def _allocation(intent: OrderIntent) -> Decimal:

@@ -5,7 +5,7 @@ a function `(params, closes) -> (enter, exit)` of boolean arrays), or with a
 `vector_signals(params, closes)` classmethod. The contract is `sma_cross`'s: at a candle where
 `enter` is true and the position is flat, buy all in at the next open; where `exit` is true and
 the position is long, sell all of it at the next open. The path then books only the round trips,
-with the venue's fill arithmetic (`backtest.fills`) and the order rules (`validate_request`) in
+with the venue's fill arithmetic (`execution.paper_gateway`) and the order rules (`validate_request`) in
 Decimal, so its trades and final equity are the event path's exactly (tests/backtest).
 
 It declines (returns None, and `run_backtest` falls back to the lean event path) when the
@@ -21,11 +21,11 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 
-from backtest import fills
 from backtest.engine import _MATH, Candles, Outcome, ProgressFn, TradeBook, step_series
-from backtest.fills import all_in_quantity, taker_price
+from backtest.fills import all_in_quantity
 from execution.market import Market
 from execution.order import OrderRequest, validate_request
+from execution.paper_gateway import candle_price, fill_fee, taker_price
 from strategies.base import Strategy, StrategyParams
 from strategies.sma_cross import SmaCrossParams
 
@@ -109,7 +109,6 @@ def run_vector(
     except AmbiguousSignal:
         return None
     n = len(bars)
-    rate = fee
     o, h, lo, c, v = bars.open, bars.high, bars.low, bars.closes, bars.volume
     book = TradeBook(symbol)
     held, balance, fees_paid = Decimal(0), cash, Decimal(0)
@@ -123,9 +122,9 @@ def run_vector(
             continue
         side = "buy" if buying else "sell"
         if buying:
-            worst = taker_price(market, side, o[fill_at], slippage_bps)
+            worst = taker_price(market, side, candle_price(market, o[fill_at]), slippage_bps)
             with localcontext(_MATH):
-                quantity = all_in_quantity(market, balance, worst, rate)
+                quantity = all_in_quantity(market, balance, worst, fee)
             reference = min(worst, market.round_price(Decimal(repr(c[i]))))
         else:
             quantity = market.floor_quantity(held)
@@ -136,8 +135,9 @@ def run_vector(
         volume = Decimal(repr(v[fill_at]))
         if volume <= 0 or quantity > market.floor_quantity(volume * max_participation):
             return None  # a partial fill or none: the venue's model
-        price = taker_price(market, side, o[fill_at], slippage_bps, high=h[fill_at], low=lo[fill_at])
-        cost = fills.fee(price, quantity, rate)
+        cap = candle_price(market, h[fill_at] if buying else lo[fill_at])  # a buy reads `high`, a sell `low`
+        price = taker_price(market, side, candle_price(market, o[fill_at]), slippage_bps, high=cap, low=cap)
+        cost = fill_fee(price, quantity, fee)
         with localcontext(_MATH):
             if buying:
                 balance -= quantity * price + cost

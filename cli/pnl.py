@@ -1,4 +1,4 @@
-"""`cryptiq pnl`: the paper account's books as the execution agent last stored them in Postgres."""
+"""`cryptiq pnl`: an account's books (paper by default) as the execution agent last stored them."""
 
 from __future__ import annotations
 
@@ -10,19 +10,27 @@ import typer
 from cli.main import fail, settings_of
 
 
-def pnl(ctx: typer.Context) -> None:
-    """Print equity, realised and unrealised P/L, fees and open positions of the paper account.
+def pnl(
+    ctx: typer.Context,
+    account: str = typer.Option(
+        "paper", "--account", help="paper, or a live venue's account: ccxt:<exchange id> or web3"
+    ),
+) -> None:
+    """Print equity, realised and unrealised P/L, fees and open positions of an account (paper by default).
 
     The execution agent writes them (`cryptiq run`, or `cryptiq agent execution`) once it has traded.
     """
     import infra
-    from agents.paper_account import ACCOUNT
 
     settings = settings_of(ctx)
-    books = asyncio.run(_books(infra.endpoints(settings).postgres_url, ACCOUNT))
+    books = asyncio.run(_books(infra.endpoints(settings).postgres_url, account))
     if books is None or not books.get("positions"):
-        raise fail("nothing traded yet: run the risk and execution agents on some intents first")
-    _print(books)
+        if account != "paper" and books is None:
+            raise fail(f"no books for account {account!r}: it is opened when the execution agent starts "
+                       "with execution.venue set to it")
+        raise fail(f"nothing traded yet on account {account!r}: run the risk and execution agents "
+                   "on some intents first")
+    _print(books, account)
 
 
 async def _books(url: str, account: str) -> dict[str, Any] | None:
@@ -37,12 +45,12 @@ async def _books(url: str, account: str) -> dict[str, Any] | None:
     return None if state is None else state.state
 
 
-def _print(books: dict[str, Any]) -> None:
+def _print(books: dict[str, Any], account: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    totals = Table(title="Paper account")
+    totals = Table(title="Paper account" if account == "paper" else f"Account {account}")
     for column in ("asset", "equity", "cash", "realised P/L", "unrealised P/L", "fees paid"):
         totals.add_column(column, justify="left" if column == "asset" else "right")
     for asset, row in books["assets"].items():

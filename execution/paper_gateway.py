@@ -26,6 +26,9 @@ to the market's tick):
 * Fees: `maker_fee_rate` or `taker_fee_rate` x price x quantity, in the quote asset, rounded up
   to `fee_quantum`.
 
+The fill arithmetic is public (`candle_price`, `taker_price`, `fill_fee`): the backtest sizes
+all-in orders and books its vectorised fills with the venue's own functions.
+
 The venue keeps its own ledger of the account (`balances`), fed with its fills. It does not
 check balances before accepting an order: sizing is the risk engine's job.
 """
@@ -48,6 +51,7 @@ from topics.market import CandleClosed
 from topics.orders import Liquidity, OrderEvent, OrderFilled
 
 ZERO = Decimal(0)
+FEE_QUANTUM = Decimal("0.00000001")  # fees round up to it unless configured otherwise
 _BPS = Decimal(10_000)
 _MATH = Context(prec=60)  # fixed, so results never depend on the caller's decimal context
 
@@ -67,7 +71,7 @@ class PaperConfig(BaseModel):
     max_participation: Decimal = Field(
         Decimal("0.1"), gt=0, le=1, description="share of a candle's volume our orders may take"
     )
-    fee_quantum: Decimal = Field(Decimal("0.00000001"), gt=0, description="fees round up to this")
+    fee_quantum: Decimal = Field(FEE_QUANTUM, gt=0, description="fees round up to this")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +186,9 @@ class PaperVenue:
         if candle.exchange != self.exchange or market is None:
             return []
         bar = _Bar(
-            open=market.round_price(Decimal(repr(candle.open))),
-            high=market.round_price(Decimal(repr(candle.high))),
-            low=market.round_price(Decimal(repr(candle.low))),
+            open=candle_price(market, candle.open),
+            high=candle_price(market, candle.high),
+            low=candle_price(market, candle.low),
             volume=Decimal(repr(candle.volume)),
         )
         with localcontext(_MATH):
@@ -235,8 +239,7 @@ class PaperVenue:
             base_price, liquidity = priced
             price = self._slipped(order, base_price, liquidity, quantity, bar=bar, market=market)
             rate = self.config.maker_fee_rate if liquidity == "maker" else self.config.taker_fee_rate
-            with localcontext(_MATH):
-                fee = (price * quantity * rate).quantize(self.config.fee_quantum, rounding=ROUND_CEILING)
+            fee = fill_fee(price, quantity, rate, self.config.fee_quantum)
             order, events = orders.fill(
                 order, now=now, price=price, quantity=quantity, fee=fee, fee_asset=market.quote,
                 liquidity=liquidity,
@@ -279,11 +282,8 @@ class PaperVenue:
             return price
         with localcontext(_MATH):
             bps = self.config.slippage_bps + self.config.impact_bps * quantity / bar.volume
-            if order.side == "buy":
-                slipped = min(market.ceil_price(price * (1 + bps / _BPS)), bar.high)
-                return slipped if order.limit_price is None else min(slipped, order.limit_price)
-            slipped = max(market.floor_price(price * (1 - bps / _BPS)), bar.low)
-            return slipped if order.limit_price is None else max(slipped, order.limit_price)
+        return taker_price(market, order.side, price, bps, high=bar.high, low=bar.low,
+                           limit=order.limit_price)
 
     def _known(self, client_order_id: str) -> Order:
         try:
@@ -302,3 +302,37 @@ def _stop_trades(order: Order, bar: _Bar) -> bool:
     """The candle traded at or through the order's stop price."""
     assert order.stop_price is not None
     return bar.high >= order.stop_price if order.side == "buy" else bar.low <= order.stop_price
+
+
+def candle_price(market: Market, value: float) -> Decimal:
+    """A float candle price made exact (its shortest repr) and put on the market's tick."""
+    return market.round_price(Decimal(repr(value)))
+
+
+def taker_price(
+    market: Market, side: str, price: Decimal, slippage_bps: Decimal, *, high: Decimal | None = None,
+    low: Decimal | None = None, limit: Decimal | None = None,
+) -> Decimal:
+    """The price a taker fill of `side` gets where the candle offers `price` (on the tick).
+
+    `price` moves against the order by `slippage_bps`, is rounded to the tick against the order,
+    then kept within the candle (a buy pays at most its `high`, a sell gets at least its `low`)
+    and the order's `limit`, each when given. Without `high` (buy) or `low` (sell): the worst price
+    the slippage allows, which is what sizing an order before its candle may know.
+    """
+    with localcontext(_MATH):
+        if side == "buy":
+            slipped = market.ceil_price(price * (1 + slippage_bps / _BPS))
+            if high is not None:
+                slipped = min(slipped, high)
+            return slipped if limit is None else min(slipped, limit)
+        slipped = market.floor_price(price * (1 - slippage_bps / _BPS))
+        if low is not None:
+            slipped = max(slipped, low)
+        return slipped if limit is None else max(slipped, limit)
+
+
+def fill_fee(price: Decimal, quantity: Decimal, rate: Decimal, quantum: Decimal = FEE_QUANTUM) -> Decimal:
+    """A fill's fee: `rate x price x quantity` in the quote asset, rounded up to `quantum`."""
+    with localcontext(_MATH):
+        return (price * quantity * rate).quantize(quantum, rounding=ROUND_CEILING)

@@ -22,7 +22,7 @@ from orchestrator.context import ExecutionContext
 from strategies import STRATEGIES
 from topics.orchestration import OpenIntent
 
-LEDGER_ACCOUNT = "paper"  # the account the execution agent books (agents.paper_account.ACCOUNT)
+LEDGER_ACCOUNT = "paper"  # the account the execution agent books (execution.paper_account.ACCOUNT)
 
 router = APIRouter()
 

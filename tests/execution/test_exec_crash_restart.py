@@ -25,10 +25,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from execution_data import real_candles
 
 from agents.execution import ExecutionAgent
-from agents.paper_account import ACCOUNT
 from busio import Tail, end_offsets, produce
 from config import Settings
 from execution.order import client_order_id
+from execution.paper_account import ACCOUNT
 from infra import Endpoints
 from memory.database import create_engine
 from memory.ledger import LedgerStore

@@ -20,12 +20,12 @@ from agents.execution import ExecutionAgent
 from agents.market_data.core import MarketDataCore, Stream
 from agents.market_data.files import bundled_candles, read_raw_candles
 from agents.market_data.quality import RawCandle
-from agents.paper_account import ACCOUNT
 from agents.risk import RiskAgent
 from agents.runtime import AgentHost
 from busio import collect, end_offsets, produce
 from config import Settings
 from execution.order import client_order_id
+from execution.paper_account import ACCOUNT
 from infra import Endpoints
 from memory.database import create_engine
 from memory.ledger import LedgerStore

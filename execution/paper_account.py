@@ -1,8 +1,10 @@
-"""The paper account both trading agents agree on: its opening deposit and its generic markets.
+"""The paper account the trading agents and the backtest agree on: its opening deposit and its markets.
 
 The risk agent values the account from the fills it reads; the execution agent books them as the
 venue makes them. Both start from the same deposit (`paper.starting_cash` in `paper.quote_asset`),
-so their equity agrees after every fill.
+so their equity agrees after every fill. Every paper instrument trades under the same generic
+rules (`paper_market`) on a paper venue configured from `paper.*` (`venue_config`); the backtest
+uses the same rules by default, so its orders are the ones the paper agents would send.
 """
 
 from __future__ import annotations
