@@ -47,6 +47,7 @@ state was lost is found, not sent again, and its events come back with the same 
 from __future__ import annotations
 
 import pickle
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -85,6 +86,7 @@ from topics.trading import KillSwitchChanged, RiskDecision, RiskModeChanged
 
 STATE_KEY = "state"
 SETTLE_WAIT_S = 0.5  # how long a candle waits for a sent swap's receipt (it is looked at again next candle)
+RECENT_CANDLES = 10_000  # per paper instrument: how far behind the market a late order may still catch up
 ORDER_TYPES = {"market": "market", "limit": "limit", "stop": "stop"}
 LiveVenue = CcxtVenue | Web3Venue
 VenueFactory = Callable[[Settings], Awaitable[LiveVenue]]  # the live venue `execution.venue` selects
@@ -173,6 +175,9 @@ class ExecutionAgent:
         self.live_exchange: str | None = None  # whose trades that account books (kept after close())
         self._startup: list[OrderEvent] = []  # what start-up reconciliation found: out with the first input
         self._polled_at = -1  # close time of the candle the ccxt venue was last polled on
+        # The paper venues' latest candles, for orders that come after their next candle (`_since`).
+        # In memory only: after a restart a late order waits for the next candle instead.
+        self._recent: dict[str, deque[CandleClosed]] = {}
 
     @asynccontextmanager
     async def _engine(self) -> AsyncIterator[AsyncEngine | None]:
@@ -394,6 +399,9 @@ class ExecutionAgent:
                 self.state.handled.discard(decision.decision_id)
                 self.state.plans.pop(cid, None)
                 raise
+            if isinstance(venue, PaperVenue) and placed:  # a late order meets the candles it missed
+                key = instrument_key(decision.exchange, decision.symbol)
+                placed += venue.catch_up(cid, self._since(key, env.ts))
             self._book(placed)  # live venues may fill at once (a ccxt market order, a swap)
             events += placed
         return await self._publish(env, events)
@@ -474,6 +482,8 @@ class ExecutionAgent:
         events: list[OrderEvent] = []
         if isinstance(venue, PaperVenue):
             events = venue.on_candle(candle)
+        if self.live is None or candle.exchange != self.live.exchange:  # traded on paper
+            self._recent.setdefault(key, deque(maxlen=RECENT_CANDLES)).append(candle)
         if self.live is not None:
             events += await self._live_changes(self.live, candle)
             if candle.exchange == self.live.exchange:
@@ -549,6 +559,16 @@ class ExecutionAgent:
             del self.state.protections[key]
             self.deps.log.warning("exit_rejected", decision_id=decision_id, symbol=candle.symbol)
         return events
+
+    def _since(self, key: str, ts: int) -> list[CandleClosed]:
+        """The instrument's candles already traded that open at or after `ts`, oldest first: the ones
+        an order placed at `ts` should have met. Empty when decisions keep up with the market."""
+        late: list[CandleClosed] = []
+        for candle in reversed(self._recent.get(key, ())):
+            if candle.open_time < ts:
+                break
+            late.append(candle)
+        return late[::-1]
 
     def _venue(self, exchange: str, symbol: str) -> Venue:
         if self.live is not None and exchange == self.live.exchange:

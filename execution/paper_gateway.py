@@ -185,14 +185,7 @@ class PaperVenue:
         market = self.market(candle.symbol)
         if candle.exchange != self.exchange or market is None:
             return []
-        bar = _Bar(
-            open=candle_price(market, candle.open),
-            high=candle_price(market, candle.high),
-            low=candle_price(market, candle.low),
-            volume=Decimal(repr(candle.volume)),
-        )
-        with localcontext(_MATH):
-            available = market.floor_quantity(bar.volume * self.config.max_participation)
+        bar, available = self._bar(market, candle)
         events: list[OrderEvent] = []
         for cid, resting in list(self._resting.items()):
             if resting.order.symbol != candle.symbol or resting.placed_at > candle.open_time:
@@ -205,6 +198,42 @@ class PaperVenue:
         self.ledger.mark_candle(candle)
         self._last_close[candle.symbol] = market.round_price(Decimal(repr(candle.close)))
         return events
+
+    def catch_up(self, client_order_id: str, candles: Iterable[CandleClosed]) -> list[OrderEvent]:
+        """Trade an order placed late against candles the venue has already traded.
+
+        In event time an order placed at t trades on the first candle that opens at or after t.
+        When candles arrive faster than decisions (a replay at full speed), that candle may have
+        gone by before the order came; given the candles since (oldest first), this trades the
+        order against them as if it had been resting when they came, so the fill does not depend
+        on how fast the agents ran. Each candle's participation limit applies to this order alone.
+        """
+        events: list[OrderEvent] = []
+        for candle in candles:
+            resting = self._resting.get(client_order_id)
+            if resting is None:
+                break  # filled, cancelled or expired
+            market = self.market(candle.symbol)
+            if (candle.exchange != self.exchange or market is None or resting.order.symbol != candle.symbol
+                    or resting.placed_at > candle.open_time):
+                continue
+            bar, available = self._bar(market, candle)
+            events += self._step(resting, bar, available, market, candle)[1]
+            if not self._orders[client_order_id].is_open:
+                self._resting.pop(client_order_id, None)
+        return events
+
+    def _bar(self, market: Market, candle: CandleClosed) -> tuple[_Bar, Decimal]:
+        """The candle's prices on the market's tick, and the quantity its volume lets orders take."""
+        bar = _Bar(
+            open=candle_price(market, candle.open),
+            high=candle_price(market, candle.high),
+            low=candle_price(market, candle.low),
+            volume=Decimal(repr(candle.volume)),
+        )
+        with localcontext(_MATH):
+            available = market.floor_quantity(bar.volume * self.config.max_participation)
+        return bar, available
 
     def _step(
         self, resting: _Resting, bar: _Bar, available: Decimal, market: Market, candle: CandleClosed

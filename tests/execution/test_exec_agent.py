@@ -114,6 +114,27 @@ async def test_a_stop_loss_closes_the_position_at_the_next_open() -> None:
     assert agent.state.protections == {}
 
 
+async def test_a_decision_arriving_after_its_next_candle_fills_on_that_candle_as_if_in_time() -> None:
+    """A replay at full speed can bring candles to the execution agent before the decisions they
+    caused; the order must still fill on the first candle opening at or after its decision time."""
+    candles = [bar(1, 100, 101, 99, 100), bar(2, 102, 103, 101, 102), bar(3, 104, 105, 103, 104)]
+    in_time = make_agent()
+    on_time = fills(await run(in_time, wrap(decision(), HOUR_MS), *candles))
+    late = make_agent()
+    await run(late, bar(0, 98, 99, 97, 98))  # before the decision: not one to fill on
+    late_fills = fills(await run(late, *candles, wrap(decision(), HOUR_MS)))
+    assert len(on_time) == 1
+    assert late_fills == on_time  # same price (hour 1's open, slipped), size, fee and event time
+    assert late.state.ledger.balances() == in_time.state.ledger.balances()
+    # After a restart the recent candles are gone: a late order waits for the next candle instead.
+    restarted = make_agent()
+    await run(restarted, *candles)
+    restarted._recent.clear()
+    assert fills(await run(restarted, wrap(decision(decision_id="d2"), HOUR_MS))) == []
+    (fill,) = fills(await run(restarted, bar(4, 106, 107, 105, 106)))
+    assert fill.ts_event > on_time[0].ts_event
+
+
 async def test_a_take_profit_closes_a_short_and_a_touch_of_the_stop_wins_ties() -> None:
     agent = make_agent()
     short = decision(side="sell", stop_loss=D("105"), take_profit=D("90"))
