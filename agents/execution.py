@@ -66,7 +66,7 @@ from config.settings import PaperTradingConfig
 from execution import order as orders
 from execution import web3_venue
 from execution.ccxt_venue import CcxtVenue
-from execution.exits import ExitPlan, Protection, arm, exit_plan
+from execution.exits import NOTHING_TO_REDUCE, ExitPlan, Protection, arm, exit_plan
 from execution.ledger import Ledger, Transfer, entry_from_record, entry_record
 from execution.market import Market
 from execution.order import OrderRequest, client_order_id, create_order
@@ -366,12 +366,11 @@ class ExecutionAgent:
         market = venue.market(decision.symbol)  # None: unknown symbol, and create_order rejects it
         entry = decision.entry_price
         size = decision.size
+        nothing_to_reduce = False
         if decision.sizing == "reduce_only" and market is not None:
-            size = await self._reducible(venue, decision.symbol, decision.side, decision.size)
-            if size <= 0:
-                self.deps.log.info("reduce_only_skipped", decision_id=decision.decision_id,
-                                   symbol=decision.symbol, reason="no open position left to reduce")
-                return []
+            reducible = await self._reducible(venue, decision.symbol, decision.side, decision.size)
+            nothing_to_reduce = reducible <= 0
+            size = decision.size if nothing_to_reduce else reducible
         # a swap cannot rest: on-chain, a limit order fills at once (up to its price) or not at all
         time_in_force: TimeInForce = "IOC" if isinstance(venue, Web3Venue) else "GTC"
         request = OrderRequest(
@@ -382,7 +381,10 @@ class ExecutionAgent:
             time_in_force=time_in_force, reference_price=entry,
         )
         order, events = create_order(request, market, now=env.ts)
-        if order.status == "new" and self.state.kill_switch_on:
+        if order.status == "new" and nothing_to_reduce:
+            # e.g. a strategy repeating its exit before the fill came back: refused, with the reason
+            events += orders.reject(order, now=env.ts, reasons=[NOTHING_TO_REDUCE])[1]
+        elif order.status == "new" and self.state.kill_switch_on:
             _, refused = orders.reject(order, now=env.ts, reasons=[self._blocked()])
             events += refused
             self.deps.log.warning("order_blocked_by_kill_switch", client_order_id=cid,

@@ -50,9 +50,9 @@ from backtest.fills import all_in_quantity
 from backtest.result import BacktestResult, Trade
 from config.errors import CryptiqError
 from config.settings import PaperTradingConfig, RiskConfig
-from execution.exits import ExitPlan, Protection, arm, exit_plan, reducible
+from execution.exits import NOTHING_TO_REDUCE, ExitPlan, Protection, arm, exit_plan, reducible
 from execution.market import Market
-from execution.order import OPEN, TERMINAL, OrderRequest, client_order_id, create_order
+from execution.order import OPEN, TERMINAL, OrderRequest, client_order_id, create_order, reject
 from execution.paper_account import paper_market
 from execution.paper_gateway import PaperConfig, PaperVenue, candle_price, taker_price
 from execution.risk import MarketSnapshot, RiskEngine
@@ -385,19 +385,21 @@ class Book:
         if decision.verdict == "rejected":
             return
         size = decision.size
+        refuse = None
         if decision.sizing == "reduce_only":
-            size = self._reducible(decision.side, decision.size)
-            if size <= 0:
-                return
+            reducible_now = self._reducible(decision.side, decision.size)
+            refuse = NOTHING_TO_REDUCE if reducible_now <= 0 else None
+            size = decision.size if refuse else reducible_now
         self._order(decision.decision_id, decision.side, decision.entry_type, size, decision.entry_price,
-                    decision.entry_price, now=candle.close_time, plan=exit_plan(decision))
+                    decision.entry_price, now=candle.close_time, plan=exit_plan(decision), refuse=refuse)
 
     # -- orders ------------------------------------------------------------------------------------
 
     def _order(  # noqa: PLR0917 - the execution agent's OrderRequest fields, in its order
         self, decision_id: str, side: str, entry_type: str, size: Decimal, entry: Decimal | None,
-        reference: Decimal | None, *, now: int, plan: ExitPlan | None = None,
+        reference: Decimal | None, *, now: int, plan: ExitPlan | None = None, refuse: str | None = None,
     ) -> list[OrderEvent]:
+        """Create and place an order as the execution agent does; `refuse`: reject it with that reason."""
         market = self.market
         request = OrderRequest(
             decision_id=decision_id, exchange=self.exchange, symbol=self.symbol, side=side,  # type: ignore[arg-type]
@@ -407,7 +409,9 @@ class Book:
             reference_price=reference,
         )
         order, events = create_order(request, market, now=now)
-        if order.status == "new":
+        if order.status == "new" and refuse is not None:
+            events += reject(order, now=now, reasons=[refuse])[1]
+        elif order.status == "new":
             if plan is not None:
                 self.plans[order.client_order_id] = plan
             events += _sync(self.venue.place(order, now=now))

@@ -26,6 +26,7 @@ from pathlib import Path
 if any(Path(entry or ".").resolve() == Path(__file__).resolve().parent for entry in sys.path):
     sys.path[:] = [e for e in sys.path if Path(e or ".").resolve() != Path(__file__).resolve().parent]
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -35,7 +36,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -443,6 +444,24 @@ class Plan:
 
 QUICK = Plan(warmup_s=0.5, rates=(100, 1000), seconds=2.0, flood=1000)
 FULL = Plan(warmup_s=5.0, rates=(100, 1000), seconds=30.0, flood=20_000)
+
+
+Measure = Callable[[Settings, infra.Endpoints, Plan], Awaitable[list[dict[str, Any]]]]
+
+
+def graph_main(doc: str, name: str, measure: Measure) -> int:
+    """The command line of a benchmark of an agent graph: `[--quick]`, or `--host AGENTS` in the
+    child process that hosts the agents; the rows go to stdout as JSON lines."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--quick", action="store_true", help="2 s per rate and a 1,000-candle flood")
+    parser.add_argument("--host", help=argparse.SUPPRESS)  # the agents' child process
+    args = parser.parse_args()
+    if args.host:
+        return host_main(args.host)
+    plan = QUICK if args.quick else FULL
+    with embedded_servers(f"cryptiq-bench-{name}-") as (settings, endpoints):
+        emit(asyncio.run(measure(settings, endpoints, plan)))
+    return 0
 
 
 @dataclass

@@ -34,8 +34,6 @@ topics. Issue target: p99 under 50 ms end to end at 1,000 candles/s. `--quick`: 
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
 from typing import Any
 
@@ -117,16 +115,7 @@ async def measure(settings: Settings, endpoints: Endpoints, plan: common.Plan) -
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 s per rate and a 1,000-candle flood")
-    parser.add_argument("--host", help=argparse.SUPPRESS)  # the agents' child process
-    args = parser.parse_args()
-    if args.host:
-        return common.host_main(args.host)
-    plan = common.QUICK if args.quick else common.FULL
-    with common.embedded_servers("cryptiq-bench-execution-") as (settings, endpoints):
-        common.emit(asyncio.run(measure(settings, endpoints, plan)))
-    return 0
+    return common.graph_main(__doc__, "execution", measure)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ under 20 ms at 1,000 candles/s. `--quick`: 0.5 s warm-up, 2 s per rate, a 1,000-
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
 from typing import Any
 
@@ -70,16 +68,7 @@ async def measure(settings: Settings, endpoints: Endpoints, plan: common.Plan) -
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 s per rate and a 1,000-candle flood")
-    parser.add_argument("--host", help=argparse.SUPPRESS)  # the agents' child process
-    args = parser.parse_args()
-    if args.host:
-        return common.host_main(args.host)
-    plan = common.QUICK if args.quick else common.FULL
-    with common.embedded_servers("cryptiq-bench-orchestrator-") as (settings, endpoints):
-        common.emit(asyncio.run(measure(settings, endpoints, plan)))
-    return 0
+    return common.graph_main(__doc__, "orchestrator", measure)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,9 @@ def reduces(position: Decimal, side: str) -> bool:
     return (position > 0 and side == "sell") or (position < 0 and side == "buy")
 
 
+NOTHING_TO_REDUCE = "reduce-only: no position left to reduce (open orders already close it)"
+
+
 def reducible(
     market: Market, position: Decimal, side: str, wanted: Decimal, working: Iterable[WorkingOrder]
 ) -> Decimal:

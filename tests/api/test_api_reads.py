@@ -136,7 +136,7 @@ async def test_a_decision_and_its_flow_through_risk_orders_and_fills(api: ApiUnd
     await OrderStore(api.engine).record([*created, *submitted, *filled])
 
     flow = await _eventually(api, f"/decisions/{decision.id}",
-                             lambda body: body["steps"][3]["status"] == "done")
+                             lambda body: body["steps"][3]["detail"] is not None)  # risk read from Kafka
     steps = {step["stage"]: step for step in flow["steps"]}
     assert flow["client_order_id"] == client_order_id(decision.id)
     assert steps["risk"]["detail"]["verdict"] == "approved"

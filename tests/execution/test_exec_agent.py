@@ -184,6 +184,23 @@ async def test_a_position_closed_by_the_strategy_is_not_exited_again() -> None:
     assert agent.state.protections == {}
 
 
+async def test_an_exit_repeated_before_the_first_one_filled_is_rejected_with_the_reason() -> None:
+    """Strategies may say "exit" again before the fill of the first exit is back: the second must
+    neither trade nor vanish (the orchestrator would keep it open), so it is a rejected order."""
+    agent = make_agent()
+    await run(agent, wrap(decision(), 0), bar(0, 100, 101, 99, 100))
+    close: dict[str, Any] = {"side": "sell", "sizing": "reduce_only", "stop_loss": None, "take_profit": None,
+                             "risk_amount": D("0")}
+    first = updates(await run(agent, wrap(decision(decision_id="d2", **close), HOUR_MS)))
+    assert [u.status for u in first] == ["new", "submitted"]
+    again = updates(await run(agent, wrap(decision(decision_id="d3", **close), HOUR_MS)))
+    assert [(u.decision_id, u.status) for u in again] == [("d3", "new"), ("d3", "rejected")]
+    assert "no position left to reduce" in again[-1].reasons[0]
+    (fill,) = fills(await run(agent, bar(1, 100, 101, 99, 100)))
+    assert fill.client_order_id == client_order_id("d2")
+    assert position(agent) == 0
+
+
 async def test_an_opposite_entry_that_only_reduces_a_position_leaves_its_exits_armed() -> None:
     agent = make_agent()
     await run(agent, wrap(decision(), 0), bar(0, 100, 101, 99, 100))

@@ -31,9 +31,22 @@ function row(cells, className) {
   return tr;
 }
 
-function fill(tbody, rows, emptyText, columns) {
-  tbody.replaceChildren(...(rows.length ? rows : [row([{ text: emptyText, cls: "muted" }])]));
-  if (!rows.length) tbody.firstChild.firstChild.colSpan = columns;
+// Rows into a table body; a muted line instead when there are none, and past `limit` rows
+// (a long backlog must not bury the rest of the page) the first `limit` and a count of the others.
+function fill(tbody, rows, emptyText, columns, limit = Infinity) {
+  const shown = rows.length > limit ? rows.slice(0, limit) : rows;
+  if (rows.length > limit) shown.push(row([{ text: `and ${(rows.length - limit).toLocaleString()} more`, cls: "muted" }]));
+  tbody.replaceChildren(...(shown.length ? shown : [row([{ text: emptyText, cls: "muted" }])]));
+  if (!rows.length || rows.length > limit) tbody.lastChild.firstChild.colSpan = columns;
+}
+
+// Display only (the API keeps every digit): an amount to the cent, a quantity without "0E-8".
+function money(value) {
+  return value == null ? "-" : Number(value).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+
+function quantity(value) {
+  return value == null ? "-" : Number(value) === 0 ? "0" : String(value);
 }
 
 function time(ms) {
@@ -133,21 +146,23 @@ function renderStreams(state) {
     time(s.regime_since),
     (s.strategy || "-") + (s.pinned ? " (pinned)" : ""),
     { text: JSON.stringify(s.params), cls: "wrap" },
-    { text: s.position, cls: "num" },
+    { text: quantity(s.position), cls: "num" },
     { text: s.open_intents.length, cls: "num" },
   ]));
   fill($("streams").tBodies[0], rows, "no streams yet", 7);
-  const intents = streams.flatMap((s) => s.open_intents.map((i) => row([
-    s.stream, { text: i.decision_id.slice(0, 18), cls: "muted" }, i.side, i.strategy, badge(i.status, "pending"), i.size ?? "-",
-  ])));
-  fill($("intents").tBodies[0], intents, "none", 6);
+  const intents = streams.flatMap((s) => s.open_intents.map((i) => [s.stream, i]))
+    .sort((a, b) => b[1].ts - a[1].ts)  // newest first
+    .map(([stream, i]) => row([
+      stream, { text: i.decision_id.slice(0, 18), cls: "muted" }, i.side, i.strategy, badge(i.status, "pending"), i.size ?? "-",
+    ]));
+  fill($("intents").tBodies[0], intents, "none", 6, 25);
 }
 
 function renderPositions(positions) {
   const held = positions.books ? Object.entries(positions.books.positions || {}) : [];
   const rows = held.map(([instrument, p]) => row([
-    instrument, { text: p.quantity, cls: "num" }, { text: p.average_cost ?? "-", cls: "num" },
-    { text: p.mark ?? "-", cls: "num" }, { text: p.realised_pnl ?? "-", cls: "num" },
+    instrument, { text: quantity(p.quantity), cls: "num" }, { text: p.average_cost ?? "-", cls: "num" },
+    { text: p.mark ?? "-", cls: "num" }, { text: money(p.realised_pnl), cls: "num" },
   ]));
   fill($("positions").tBodies[0], rows, "nothing traded yet", 5);
   $("positions-as-of").textContent = positions.as_of ? "ledger as of " + time(positions.as_of) : "";
