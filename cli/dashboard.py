@@ -75,7 +75,8 @@ async def screenshot(url: str, postgres_url: str, path: Path) -> None:
                 await page.click("#login-form button[type=submit]")
                 await page.wait_for_selector("#dashboard", state="visible")
                 await page.wait_for_function(  # live state arrived: agents and streams listed
-                    "document.querySelectorAll('#agents tbody td:not(.muted)').length > 0"
+                    # a function, not a bare expression: the dashboard's CSP forbids eval
+                    "() => document.querySelectorAll('#agents tbody td:not(.muted)').length > 0"
                     " && document.querySelectorAll('#streams tbody td:not(.muted)').length > 0"
                 )
                 path.parent.mkdir(parents=True, exist_ok=True)

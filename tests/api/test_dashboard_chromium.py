@@ -142,3 +142,20 @@ async def test_the_dashboard_logs_in_shows_live_state_and_refreshes_without_relo
     assert dominant < 0.95, f"one colour covers {dominant:.0%} of the page: it looks blank"
     await page.close()
     assert time.monotonic() - began < 30
+
+
+async def test_the_run_screenshot_waits_for_live_state_and_is_a_real_rendering(
+    api: ApiUnderTest, fresh_db: str, tmp_path: Path,
+) -> None:
+    """`cryptiq run --screenshot FILE` (cli.dashboard.screenshot): logs in as its own viewer, waits
+    until agents and streams are listed, and saves the whole page."""
+    from cli.dashboard import screenshot
+
+    await api.save_context(sample_context(as_of=int(api.clock() * 1000), regime="neutral"))
+    path = tmp_path / "run-dashboard.png"
+    await screenshot(api.url, fresh_db, path)
+    with Image.open(path) as image:
+        assert image.width == 1440
+    colours, most = _pixel_stats(path.read_bytes())
+    assert colours > 50
+    assert most < 0.9
