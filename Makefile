@@ -26,9 +26,18 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # The demo: every agent on the bundled data, the ops API and dashboard beside them; before it stops,
-# a screenshot of the live dashboard goes to run-dashboard.png.
+# a screenshot of the live dashboard goes to run-dashboard.png. Each run starts afresh in its own
+# home (DEMO_HOME): servers and state of the last demo are stopped and removed first, ~/.cryptiq is
+# never touched. After it, e.g. `CRYPTIQ_HOME=.demo .venv/bin/cryptiq pnl` reads its books.
+# DEMO_SPEED: 200,000x real time plays the bundled 9 months of hourly candles (8 symbols) in about
+# 2 minutes, a pace the agents keep up with on 2 cores, so strategies see their fills before they
+# decide again; `max` would replay faster than risk and execution can follow (see README).
+DEMO_HOME ?= $(CURDIR)/.demo
+DEMO_SPEED ?= 200000
 run: install
-	$(BIN)/cryptiq run --screenshot run-dashboard.png
+	-@[ -d "$(DEMO_HOME)" ] && CRYPTIQ_HOME="$(DEMO_HOME)" $(BIN)/cryptiq infra down >/dev/null 2>&1
+	rm -rf "$(DEMO_HOME)"
+	CRYPTIQ_HOME="$(DEMO_HOME)" $(BIN)/cryptiq run --speed $(DEMO_SPEED) --screenshot run-dashboard.png
 
 lint: install
 	$(BIN)/ruff check .
@@ -40,8 +49,9 @@ test: lint browser
 bench: install
 	for bench in benchmarks/[!_]*.py; do $(BIN)/python $$bench || exit 1; done
 
+# Stops the servers `make run` left up (the demo's home); `cryptiq infra down` stops those of ~/.cryptiq.
 infra-down: install
-	$(BIN)/cryptiq infra down
+	CRYPTIQ_HOME="$(DEMO_HOME)" $(BIN)/cryptiq infra down
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
