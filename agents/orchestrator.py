@@ -180,7 +180,7 @@ class OrchestratorCore:
         self.rankings_changed = False  # the selector is rebuilt at the next candle (once per burst)
         self.touched: set[str] = set()  # streams (and SWITCHING_KEY, POSITIONS_KEY...) changed since saved
         self.decisions: list[DecisionRecord] = []  # recorded since the last flush
-        self.tracker = ContextTracker()
+        self.tracker = ContextTracker(intent_timeout_candles=config.intent_timeout_candles)
         self.already_published: set[str] = set()  # on the log at start (see published_decisions)
         self._candles_since_check = 0
         # stream -> open time -> {"candle": env, "signal": env}: halves of a pair seen so far (signals mode)
@@ -481,7 +481,8 @@ class OrchestratorAgent:
                 self.core.restore(key, saved)
         context = await self._recover_context()
         if context is not None:
-            self.core.tracker = ContextTracker(context)
+            self.core.tracker = ContextTracker(
+                context, intent_timeout_candles=self.core.config.intent_timeout_candles)
             self._snapshot_as_of = context.as_of
 
     async def _recover_context(self) -> ExecutionContext | None:

@@ -339,6 +339,10 @@ class OrchestratorConfig(Section):
     )
     signals: bool = Field(True, description="decide on a candle only with its signals.technical event (the "
                           "technical agent must run); false: on the candle alone")
+    intent_timeout_candles: int = Field(
+        10, ge=1, le=100_000, description="candles of its stream an intent waits for risk's decision or its "
+        "order before the ExecutionContext closes it as expired (its task fails with that reason)"
+    )
 
 
 class RiskConfig(Section):

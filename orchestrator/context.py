@@ -2,7 +2,11 @@
 
 - per stream (`exchange:symbol:timeframe`): the confirmed regime and since when, the active
   strategy and its parameters (and whether an operator pinned it), the position, and the intents
-  still open (sent to risk and not yet rejected, filled, cancelled or expired);
+  still open (sent to risk and not yet rejected, filled, cancelled or expired). An intent that
+  neither risk nor execution has moved on after `intent_timeout_candles` candles of its stream
+  (no decision, or an approval with no order) is closed as `expired` and its task fails with
+  that reason: an operator sees that risk or execution is not answering, and a context whose
+  answers never come stays small;
 - per agent: its last heartbeat (status, processed, dead-lettered, lag, last error);
 - per task: each intent is a small workflow of two tasks, `<decision_id>/risk` then
   `<decision_id>/execution` (which depends on the first), each with its status, attempts and last
@@ -21,6 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from topics.market import timeframe_ms
 from topics.orchestration import OpenIntent, StreamStateChanged
 from topics.orders import OrderUpdated
 from topics.system import AgentHeartbeat
@@ -28,11 +33,13 @@ from topics.trading import OrderIntent, RiskDecision
 
 REDIS_SCOPE = "orchestrator"  # RedisStateStore(namespace, REDIS_SCOPE) ...
 REDIS_KEY = "context"  # ... .load(REDIS_KEY) is the whole ExecutionContext as JSON
-FINISHED_TASKS_KEPT = 500  # finished tasks kept for the dashboard; open ones are always kept
+FINISHED_TASKS_KEPT = 500  # finished tasks kept for the dashboard (up to twice as many between prunes)
+INTENT_TIMEOUT_CANDLES = 10  # candles of its stream an intent may wait for risk's decision or its order
 
 TaskStatus = Literal["pending", "running", "done", "failed", "skipped"]
 StreamState = StreamStateChanged  # a stream's entry in the context is exactly what the topic carries
 _FINISHED = ("done", "failed", "skipped")
+_UNANSWERED = ("sent", "approved", "resized")  # no decision yet, or approved with no order yet
 _TERMINAL_ORDER = {"filled": "done", "cancelled": "failed", "rejected": "failed", "expired": "failed"}
 
 
@@ -85,8 +92,12 @@ class ExecutionContext(BaseModel):
 class ContextTracker:
     """Applies events to an ExecutionContext and remembers which streams changed (to publish them)."""
 
-    def __init__(self, context: ExecutionContext | None = None) -> None:
+    def __init__(
+        self, context: ExecutionContext | None = None, *, intent_timeout_candles: int = INTENT_TIMEOUT_CANDLES
+    ) -> None:
         self.context = context if context is not None else ExecutionContext()
+        self.intent_timeout_candles = intent_timeout_candles
+        self._prune_above = 2 * FINISHED_TASKS_KEPT  # tasks held before the next prune (amortised)
         self.changed_streams: set[str] = set()  # streams to publish on orchestrator.state
         self.dirty = False  # anything changed since the last `clean()`
         self.outcomes: list[tuple[str, dict[str, JsonValue]]] = []  # (decision id, outcome) to link
@@ -112,7 +123,31 @@ class ContextTracker:
         if any(getattr(base, name) != value for name, value in update.items()) or old is None:
             self.changed_streams.add(stream)
         self.context.streams[stream] = base.model_copy(update={**update, "last_candle": open_time})
+        self._expire(stream, timeframe, ts)
         self._touch(ts)
+
+    def _expire(self, stream: str, timeframe: str, ts: int) -> None:
+        """Close the stream's intents nobody answered within `intent_timeout_candles` candles."""
+        state = self.context.streams[stream]
+        if not state.open_intents:
+            return
+        try:
+            horizon = self.intent_timeout_candles * timeframe_ms(timeframe)
+        except ValueError:
+            return  # a timeframe we cannot measure: nothing expires
+        for intent in state.open_intents:
+            if intent.status not in _UNANSWERED or ts - intent.ts < horizon:
+                continue
+            decided = intent.status != "sent"
+            risk, execution = f"{intent.decision_id}/risk", f"{intent.decision_id}/execution"
+            reason = (f"expired: no {'order' if decided else 'risk decision'} within "
+                      f"{self.intent_timeout_candles} candles")
+            self._task(execution if decided else risk, "failed", ts, last_error=reason)
+            if not decided:
+                self._task(execution, "skipped", ts)
+            if self._close_intent(intent.decision_id):
+                outcome: dict[str, JsonValue] = {"status": "expired", "at": ts, "reasons": [reason]}
+                self.outcomes.append((intent.decision_id, outcome))
 
     def on_intent(self, stream: str, intent: OrderIntent, ts: int) -> None:
         """An intent sent to risk: open it, and start its risk task (execution waits on it)."""
@@ -207,14 +242,16 @@ class ContextTracker:
         self._prune()
 
     def _prune(self) -> None:
-        """Keep open tasks and only the newest finished ones (by event time, then name)."""
-        if len(self.context.tasks) <= FINISHED_TASKS_KEPT:
+        """Keep open tasks and only the newest finished ones (by event time, then name). Pruning
+        looks at every task, so it runs once `FINISHED_TASKS_KEPT` more have come: O(1) a task."""
+        if len(self.context.tasks) <= self._prune_above:
             return
         finished = [task for task in self.context.tasks.values() if task.status in _FINISHED]
         excess = len(finished) - FINISHED_TASKS_KEPT
         if excess > 0:
             for task in sorted(finished, key=lambda item: (item.updated, item.task))[:excess]:
                 del self.context.tasks[task.task]
+        self._prune_above = len(self.context.tasks) + FINISHED_TASKS_KEPT
 
     def _update_intent(self, decision_id: str, **update: object) -> None:
         stream = self._stream_of_decision.get(decision_id)

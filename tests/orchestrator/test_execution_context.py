@@ -27,6 +27,7 @@ from orchestrator.context import REDIS_KEY, ExecutionContext
 from topics.control import StrategyOverridden
 from topics.envelope import Envelope
 from topics.events import Event
+from topics.market import timeframe_ms
 from topics.orchestration import StreamStateChanged
 from topics.orders import OrderUpdated
 from topics.system import AgentHeartbeat
@@ -153,16 +154,30 @@ async def test_the_context_follows_intents_through_risk_and_execution(engine: As
     assert {record.id for record in with_outcome} == rejected
 
 
-async def test_open_intents_stay_open_until_answered_and_heartbeats_fill_the_agents_table() -> None:
+async def test_open_intents_stay_open_until_answered_or_expired_and_heartbeats_fill_agents() -> None:
     agent = await new_agent(InMemoryStateStore())
-    out = await trade(agent, CANDLES, settle=False)
-    intents = [env.payload for env in out if isinstance(env.payload, OrderIntent)]
-    assert intents
+    horizon = 10 * timeframe_ms(CANDLES[0].payload.timeframe)  # intent_timeout_candles of the stream
+    made: list[Envelope[Event]] = []
+    for candle in CANDLES:  # until an intent is just made and an older one has waited 10 candles
+        out = await trade(agent, [candle], settle=False)
+        made += [env for env in out if isinstance(env.payload, OrderIntent)]
+        if made and made[-1].ts == candle.ts and candle.ts - made[0].ts >= horizon:
+            break
+    now = made[-1].ts
+    # Unanswered for 10 candles of its stream: expired, its risk task failed; the others still open.
+    fresh = {env.payload.decision_id for env in made if now - env.ts < horizon}  # type: ignore[union-attr]
+    stale = {env.payload.decision_id for env in made} - fresh  # type: ignore[union-attr]
+    assert fresh
+    assert stale
     context = agent.core.tracker.context
     open_ids = {item.decision_id for state in context.streams.values() for item in state.open_intents}
-    assert open_ids == {intent.decision_id for intent in intents}
-    assert all(context.tasks[f"{i.decision_id}/risk"].status == "running" for i in intents)
-    assert all(context.tasks[f"{i.decision_id}/execution"].status == "pending" for i in intents)
+    assert open_ids == fresh
+    assert all(context.tasks[f"{i}/risk"].status == "running" for i in fresh)
+    assert all(context.tasks[f"{i}/execution"].status == "pending" for i in fresh)
+    for decision_id in stale:
+        risk, execution = context.tasks[f"{decision_id}/risk"], context.tasks[f"{decision_id}/execution"]
+        assert (risk.status, risk.last_error) == ("failed", "expired: no risk decision within 10 candles")
+        assert execution.status == "skipped"
 
     beat = AgentHeartbeat(agent="risk", instance="host:1", status="ready", processed=42, dead_lettered=1,
                           lag=7, last_error="RetriableError: redis away")
