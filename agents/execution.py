@@ -178,18 +178,18 @@ class ExecutionAgent:
         # The paper venues' latest candles, for orders that come after their next candle (`_since`).
         # In memory only: after a restart a late order waits for the next candle instead.
         self._recent: dict[str, deque[CandleClosed]] = {}
+        self._pg: AsyncEngine | None = None  # see `_engine`
 
     @asynccontextmanager
     async def _engine(self) -> AsyncIterator[AsyncEngine | None]:
-        """A short-lived engine: the runtime has no stop hook to dispose a long-lived one."""
+        """The agent's Postgres engine (a connection pool), made at first use and disposed by
+        `close()`; None without Postgres. (An engine a call cost a new connection per decision.)"""
         if self.postgres_url is None:
             yield None
             return
-        engine = create_engine(self.postgres_url)
-        try:
-            yield engine
-        finally:
-            await engine.dispose()
+        if self._pg is None:
+            self._pg = create_engine(self.postgres_url)
+        yield self._pg
 
     async def start(self) -> None:
         if self.deps.settings is not None:
@@ -276,7 +276,10 @@ class ExecutionAgent:
         self.state.accounts[self.account] = ledger
 
     async def close(self) -> None:
-        """Close the live venue's connections (the host calls this once, when it stops)."""
+        """Close the live venue's and Postgres connections (the host calls this once, when it stops)."""
+        engine, self._pg = self._pg, None
+        if engine is not None:
+            await engine.dispose()
         live, self.live = self.live, None
         if isinstance(live, CcxtVenue):
             await live.close()
