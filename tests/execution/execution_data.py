@@ -1,4 +1,4 @@
-"""Builders for the execution tests: Binance-like market rules and real bundled candles."""
+"""Builders for the execution tests: Binance-like market rules, real bundled candles, a log that records."""
 
 from __future__ import annotations
 
@@ -59,3 +59,18 @@ def new_order(now: int = 0, **changes: Any) -> Order:
 def dec(value: float | str) -> Decimal:
     """A candle float as the paper venue reads it."""
     return D(repr(value)) if isinstance(value, float) else D(value)
+
+
+class FakeLog:
+    """Records what the agent logs: (event, key-values)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def info(self, event: str, **kw: Any) -> None:
+        self.events.append((event, kw))
+
+    warning = info
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [kw for name, kw in self.events if name == event]

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from execution_data import FakeLog
 
 from agents.base import AgentDeps
 from agents.dispatch import Dispatcher, InboundRecord
@@ -30,21 +31,6 @@ from topics.system import DeadLettered
 from topics.trading import KillSwitchChanged, PortfolioSnapshot, RiskDecision, TrailingStopSpec
 
 D = Decimal
-
-
-class FakeLog:
-    """Records what the agent logs: (event, key-values)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def info(self, event: str, **kw: Any) -> None:
-        self.events.append((event, kw))
-
-    warning = info
-
-    def named(self, event: str) -> list[dict[str, Any]]:
-        return [kw for name, kw in self.events if name == event]
 
 
 def make_agent(store: InMemoryStateStore | None = None, log: FakeLog | None = None) -> ExecutionAgent:

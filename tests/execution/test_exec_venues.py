@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from ccxt_replay import BinanceExchange
 from eth_account import Account
+from execution_data import FakeLog
 from pgtools import fresh_database
 from pydantic import SecretStr
 from test_web3_venue import Chain, chain  # noqa: F401 (the module-scoped eth-tester chain fixture)
@@ -50,21 +51,6 @@ from topics.trading import KillSwitchChanged, PortfolioSnapshot, RiskDecision
 D = Decimal
 CRYPTIQ = Path(sys.executable).with_name("cryptiq")
 T0 = 1_767_225_000_000  # event time of the decisions (the simulated exchange stamps its own times)
-
-
-class FakeLog:
-    """Records what the agent logs: (event, key-values)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def info(self, event: str, **kw: Any) -> None:
-        self.events.append((event, kw))
-
-    warning = info
-
-    def named(self, event: str) -> list[dict[str, Any]]:
-        return [kw for name, kw in self.events if name == event]
 
 
 @pytest.fixture
