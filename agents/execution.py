@@ -86,6 +86,7 @@ from topics.trading import KillSwitchChanged, RiskDecision, RiskModeChanged
 
 STATE_KEY = "state"
 SETTLE_WAIT_S = 0.5  # how long a candle waits for a sent swap's receipt (it is looked at again next candle)
+HANDLED_KEPT = 20_000  # decision ids remembered in the state; Postgres knows the older ones
 RECENT_CANDLES = 10_000  # per paper instrument: how far behind the market a late order may still catch up
 ORDER_TYPES = {"market": "market", "limit": "limit", "stop": "stop"}
 LiveVenue = CcxtVenue | Web3Venue
@@ -129,7 +130,9 @@ class ExecutionState:
 
     ledger: Ledger  # the paper account's books
     venues: dict[str, PaperVenue] = field(default_factory=dict)  # instrument key -> its paper venue
-    handled: set[str] = field(default_factory=set)  # decision ids already turned into orders
+    # decision ids already turned into orders, the newest HANDLED_KEPT (insertion-ordered; older
+    # ones are found in Postgres by their client order id, see `_decision`)
+    handled: dict[str, None] = field(default_factory=dict)
     last_open_time: dict[str, int] = field(default_factory=dict)  # stream key -> newest candle seen
     unsaved: list[OrderEvent | Transfer] = field(default_factory=list)  # for Postgres at the checkpoint
     kill_switch: KillSwitchChanged | None = None
@@ -142,6 +145,14 @@ class ExecutionState:
         """Restore a pickle, also one saved before a field was added (the field takes its default)."""
         fresh = ExecutionState(ledger=saved["ledger"])
         self.__dict__.update(fresh.__dict__ | saved)
+        if isinstance(self.handled, set):  # saved when it was a set
+            self.handled = dict.fromkeys(sorted(self.handled))
+
+    def remember(self, decision_id: str) -> None:
+        """A decision turned into an order (or found placed): kept among the newest HANDLED_KEPT."""
+        self.handled[decision_id] = None
+        while len(self.handled) > HANDLED_KEPT:
+            del self.handled[next(iter(self.handled))]
 
     @property
     def kill_switch_on(self) -> bool:
@@ -362,9 +373,9 @@ class ExecutionAgent:
         async with self._engine() as engine:
             known = engine is not None and await OrderStore(engine).get(cid) is not None
         if known:
-            self.state.handled.add(decision.decision_id)
+            self.state.remember(decision.decision_id)
             return []  # placed by an earlier life of this agent whose state was lost
-        self.state.handled.add(decision.decision_id)
+        self.state.remember(decision.decision_id)
         venue = self._venue(decision.exchange, decision.symbol)
         market = venue.market(decision.symbol)  # None: unknown symbol, and create_order rejects it
         entry = decision.entry_price
@@ -401,7 +412,7 @@ class ExecutionAgent:
             except BaseException:
                 # not placed as far as we know (e.g. a lost reply: retriable). Forget the decision, so
                 # the retry places it again; a venue that got it finds it by its client order id.
-                self.state.handled.discard(decision.decision_id)
+                self.state.handled.pop(decision.decision_id, None)
                 self.state.plans.pop(cid, None)
                 raise
             if isinstance(venue, PaperVenue) and placed:  # a late order meets the candles it missed

@@ -52,6 +52,7 @@ from topics.orders import Liquidity, OrderEvent, OrderFilled
 
 ZERO = Decimal(0)
 FEE_QUANTUM = Decimal("0.00000001")  # fees round up to it unless configured otherwise
+CLOSED_ORDERS_KEPT = 10_000  # ended orders a venue can still be asked about (`fetch_order`, `cancel`)
 _BPS = Decimal(10_000)
 _MATH = Context(prec=60)  # fixed, so results never depend on the caller's decimal context
 
@@ -110,6 +111,7 @@ class PaperVenue:
         self._markets = {m.symbol: m for m in markets if m.exchange == exchange}
         self._orders: dict[str, Order] = {}  # every order ever placed, by client order id
         self._resting: dict[str, _Resting] = {}  # the open ones, in placement order
+        self._ended: dict[str, None] = {}  # ended ones still in `_orders`, oldest first (see `_closed`)
         self._last_close: dict[str, Decimal] = {}  # checks a market order's notional, as venues do
         self.ledger = Ledger()
         for asset, amount in sorted((balances or {}).items()):
@@ -143,6 +145,8 @@ class PaperVenue:
                 placed, placed_at=now, active_since=None if waits_for_stop else 1
             )
         self._orders[placed.client_order_id] = placed
+        if not placed.is_open:
+            self._closed(placed.client_order_id)
         return events
 
     async def cancel(
@@ -194,7 +198,7 @@ class PaperVenue:
             available -= taken
             events += step_events
             if not self._orders[cid].is_open:
-                self._resting.pop(cid, None)
+                self._closed(cid)
         self.ledger.mark_candle(candle)
         self._last_close[candle.symbol] = market.round_price(Decimal(repr(candle.close)))
         return events
@@ -220,7 +224,7 @@ class PaperVenue:
             bar, available = self._bar(market, candle)
             events += self._step(resting, bar, available, market, candle)[1]
             if not self._orders[client_order_id].is_open:
-                self._resting.pop(client_order_id, None)
+                self._closed(client_order_id)
         return events
 
     def _bar(self, market: Market, candle: CandleClosed) -> tuple[_Bar, Decimal]:
@@ -314,6 +318,22 @@ class PaperVenue:
         return taker_price(market, order.side, price, bps, high=bar.high, low=bar.low,
                            limit=order.limit_price)
 
+    def _closed(self, client_order_id: str) -> None:
+        """An order's life at the venue ended: it stops resting, and of the ended orders only the
+        newest `CLOSED_ORDERS_KEPT` stay queryable (a venue that runs for months would otherwise
+        keep, and its owner save, every order it ever saw)."""
+        self._resting.pop(client_order_id, None)
+        self._ended[client_order_id] = None
+        while len(self._ended) > CLOSED_ORDERS_KEPT:
+            oldest = next(iter(self._ended))
+            del self._ended[oldest], self._orders[oldest]
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a pickle, also one made before `_ended` existed."""
+        self.__dict__.update(state)
+        if "_ended" not in state:
+            self._ended = {cid: None for cid, order in self._orders.items() if not order.is_open}
+
     def _known(self, client_order_id: str) -> Order:
         try:
             return self._orders[client_order_id]
@@ -323,7 +343,7 @@ class PaperVenue:
     def _close(self, client_order_id: str, order: Order, events: list[OrderEvent]) -> list[OrderEvent]:
         """Record a change that ends the order's life at the venue."""
         self._orders[client_order_id] = order
-        self._resting.pop(client_order_id, None)
+        self._closed(client_order_id)
         return events
 
 

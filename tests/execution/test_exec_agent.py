@@ -15,9 +15,10 @@ import orjson
 import pytest
 from execution_data import FakeLog
 
+from agents import execution as execution_agent
 from agents.base import AgentDeps
 from agents.dispatch import Dispatcher, InboundRecord
-from agents.execution import ExecutionAgent
+from agents.execution import ExecutionAgent, ExecutionState
 from config.settings import AgentsConfig
 from execution.order import client_order_id
 from factories import HOUR_MS, candle_envelope
@@ -319,3 +320,19 @@ async def test_after_a_crash_before_the_commit_the_same_events_are_published_and
 
     await second.checkpoint()  # committed: a later duplicate is only acknowledged
     assert await second.handle(env) == []
+
+
+async def test_the_state_remembers_only_the_newest_decisions_and_loads_an_older_pickle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Saved after every order, the state must not grow with every decision ever placed: beyond
+    HANDLED_KEPT the oldest ids go (a replayed old decision is found in Postgres instead)."""
+    monkeypatch.setattr(execution_agent, "HANDLED_KEPT", 2)
+    agent = make_agent()
+    for n in range(3):
+        await run(agent, wrap(decision(decision_id=f"d{n}", size=D("0.1")), n))
+    assert list(agent.state.handled) == ["d1", "d2"]
+    saved = agent.state.__dict__ | {"handled": {"d1", "d2"}}  # as saved when it was a set
+    restored = ExecutionState.__new__(ExecutionState)
+    restored.__setstate__(saved)
+    assert list(restored.handled) == ["d1", "d2"]

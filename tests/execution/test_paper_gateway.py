@@ -3,6 +3,7 @@ fees, slippage, no look-ahead, idempotent placement and venue-side rejections.""
 
 from __future__ import annotations
 
+import pickle
 from decimal import ROUND_CEILING, Decimal
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.errors import DomainError
+from execution import paper_gateway
 from execution.market import Market
 from execution.order import create_order
 from execution.paper_gateway import PaperConfig, PaperVenue
@@ -319,3 +321,24 @@ async def test_the_same_stream_gives_byte_identical_events() -> None:
     first, second = await scenario(), await scenario()
     assert first == second
     assert len(first) >= 4
+
+
+async def test_a_long_running_venue_keeps_only_its_newest_ended_orders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its owner pickles it after every order: ended orders beyond CLOSED_ORDERS_KEPT are forgotten
+    (oldest first), open ones never, and a pickle from before the bound still loads."""
+    monkeypatch.setattr(paper_gateway, "CLOSED_ORDERS_KEPT", 3)
+    paper = venue()
+    for n in range(5):
+        await paper.place(new_order(now=T0, decision_id=f"d{n}"), now=T0)
+    resting = new_order(now=T0, decision_id="resting", order_type="limit", limit_price=D("20000"))
+    await paper.place(resting, now=T0)
+    assert len(fills_of(run(paper, C[1:2]))) == 5
+    kept = [n for n in range(5) if await paper.fetch_order(new_order(decision_id=f"d{n}").client_order_id)]
+    assert kept == [2, 3, 4]
+    assert [o.client_order_id for o in await paper.fetch_open_orders()] == [resting.client_order_id]
+    older = pickle.loads(pickle.dumps(paper))
+    del older.__dict__["_ended"]  # as pickled before the bound existed
+    restored = pickle.loads(pickle.dumps(older))
+    assert list(restored._ended) == [new_order(decision_id=f"d{n}").client_order_id for n in (2, 3, 4)]
