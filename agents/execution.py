@@ -48,8 +48,7 @@ from __future__ import annotations
 
 import pickle
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -66,7 +65,7 @@ from config.settings import PaperTradingConfig
 from execution import order as orders
 from execution import web3_venue
 from execution.ccxt_venue import CcxtVenue
-from execution.exits import NOTHING_TO_REDUCE, ExitPlan, Protection, arm, exit_plan
+from execution.exits import NOTHING_TO_REDUCE, ExitPlan, Protection, arm, exit_plan, reducible
 from execution.ledger import Ledger, Transfer, entry_from_record, entry_record
 from execution.market import Market
 from execution.order import OrderRequest, client_order_id, create_order
@@ -189,18 +188,14 @@ class ExecutionAgent:
         # The paper venues' latest candles, for orders that come after their next candle (`_since`).
         # In memory only: after a restart a late order waits for the next candle instead.
         self._recent: dict[str, deque[CandleClosed]] = {}
-        self._pg: AsyncEngine | None = None  # see `_engine`
+        self._pg: AsyncEngine | None = None  # see `_db`
 
-    @asynccontextmanager
-    async def _engine(self) -> AsyncIterator[AsyncEngine | None]:
+    def _db(self) -> AsyncEngine | None:
         """The agent's Postgres engine (a connection pool), made at first use and disposed by
-        `close()`; None without Postgres. (An engine a call cost a new connection per decision.)"""
-        if self.postgres_url is None:
-            yield None
-            return
-        if self._pg is None:
+        `close()`; None without Postgres."""
+        if self.postgres_url is not None and self._pg is None:
             self._pg = create_engine(self.postgres_url)
-        yield self._pg
+        return self._pg
 
     async def start(self) -> None:
         if self.deps.settings is not None:
@@ -227,8 +222,8 @@ class ExecutionAgent:
     async def _reconcile(self, live: LiveVenue) -> None:
         """Bring the live venue and our books in line after a (re)start: what happened to the orders
         the store holds as open, the account's opening balances, orders we know nothing of."""
-        async with self._engine() as engine:
-            known = await OrderStore(engine).open_orders(live.exchange) if engine is not None else []
+        engine = self._db()
+        known = await OrderStore(engine).open_orders(live.exchange) if engine is not None else []
         # Cores never read the clock: start-up events are stamped with the newest time we hold
         # (a venue stamps fills with the exchange's own trade times anyway).
         now = max([k.ts_event for k in known] + list(self.state.last_open_time.values()), default=0)
@@ -269,21 +264,21 @@ class ExecutionAgent:
         the venue's balances (one deposit per asset, stored at once so a lost state reopens the same)."""
         if self.account in self.state.accounts:
             return
-        async with self._engine() as engine:
-            store = LedgerStore(engine) if engine is not None else None
-            stored = await store.entries(self.account) if store is not None else []
-            if stored:
-                ledger = Ledger.from_entries(entry_from_record(r.kind, r.payload) for r in stored)
-            else:
-                deposits = [Transfer(transfer_id=f"{self.account}:opening:{asset}", asset=asset,
-                                     amount=amount, ts_event=now)
-                            for asset, amount in sorted(balances.items()) if amount > 0]
-                ledger = Ledger.from_entries(deposits)
-                if store is not None:
-                    await store.append(self.account, [LedgerRecord(**entry_record(d)) for d in deposits],
-                                       state=self._books(ledger))
-                self.deps.log.info("account_opened", account=self.account,
-                                   balances={d.asset: str(d.amount) for d in deposits})
+        engine = self._db()
+        store = LedgerStore(engine) if engine is not None else None
+        stored = await store.entries(self.account) if store is not None else []
+        if stored:
+            ledger = Ledger.from_entries(entry_from_record(r.kind, r.payload) for r in stored)
+        else:
+            deposits = [Transfer(transfer_id=f"{self.account}:opening:{asset}", asset=asset,
+                                 amount=amount, ts_event=now)
+                        for asset, amount in sorted(balances.items()) if amount > 0]
+            ledger = Ledger.from_entries(deposits)
+            if store is not None:
+                await store.append(self.account, [LedgerRecord(**entry_record(d)) for d in deposits],
+                                   state=self._books(ledger))
+            self.deps.log.info("account_opened", account=self.account,
+                               balances={d.asset: str(d.amount) for d in deposits})
         self.state.accounts[self.account] = ledger
 
     async def close(self) -> None:
@@ -304,15 +299,15 @@ class ExecutionAgent:
         (kept only to publish again after a crash) is emptied here.
         """
         state = self.state
-        async with self._engine() as engine:
-            if engine is not None and state.unsaved:
-                await OrderStore(engine).record([e for e in state.unsaved if not isinstance(e, Transfer)])
-                for account, ledger in [(ACCOUNT, state.ledger), *state.accounts.items()]:
-                    # transfers are the paper deposit (live accounts store their opening at once)
-                    entries = [LedgerRecord(**entry_record(e)) for e in state.unsaved
-                               if (isinstance(e, Transfer) and account == ACCOUNT)
-                               or (isinstance(e, OrderFilled) and self._account_of(e.exchange) == account)]
-                    await LedgerStore(engine).append(account, entries, state=self._books(ledger))
+        engine = self._db()
+        if engine is not None and state.unsaved:
+            await OrderStore(engine).record([e for e in state.unsaved if not isinstance(e, Transfer)])
+            for account, ledger in [(ACCOUNT, state.ledger), *state.accounts.items()]:
+                # transfers are the paper deposit (live accounts store their opening at once)
+                entries = [LedgerRecord(**entry_record(e)) for e in state.unsaved
+                           if (isinstance(e, Transfer) and account == ACCOUNT)
+                           or (isinstance(e, OrderFilled) and self._account_of(e.exchange) == account)]
+                await LedgerStore(engine).append(account, entries, state=self._books(ledger))
         state.unsaved = []
         state.outbox = {}
         await self._save()
@@ -331,6 +326,11 @@ class ExecutionAgent:
     def _ledger(self, exchange: str) -> Ledger:
         account = self._account_of(exchange)
         return self.state.ledger if account == ACCOUNT else self.state.accounts[account]
+
+    def _position(self, exchange: str, symbol: str) -> Decimal:
+        """The signed quantity held of `symbol` in the account trades on `exchange` are booked in."""
+        held = self._ledger(exchange).positions.get(symbol)
+        return held.quantity if held is not None else Decimal(0)
 
     def _book(self, events: list[OrderEvent]) -> None:
         """Fills into their account's ledger, arming the entry's exits; an ended order's plan goes."""
@@ -370,8 +370,8 @@ class ExecutionAgent:
         if decision.decision_id in self.state.handled:
             return self._again(env)
         cid = client_order_id(decision.decision_id)
-        async with self._engine() as engine:
-            known = engine is not None and await OrderStore(engine).get(cid) is not None
+        engine = self._db()
+        known = engine is not None and await OrderStore(engine).get(cid) is not None
         if known:
             self.state.remember(decision.decision_id)
             return []  # placed by an earlier life of this agent whose state was lost
@@ -444,21 +444,12 @@ class ExecutionAgent:
         return f"kill switch on since {_utc(switch.at)} ({switch.actor}: {switch.reason}): no new orders"
 
     async def _reducible(self, venue: Venue, symbol: str, side: str, wanted: Decimal) -> Decimal:
-        """How much a reducing order may still trade: the position in the opposite direction, less
-        what open orders on the same side will already take off. Strategies can repeat an exit
-        before its fill comes back; without this an exit would turn into a new position."""
+        """How much a reducing order may still trade on `venue` (`execution.exits.reducible`, the
+        rule the backtest applies too): the position less what its open orders already take off."""
         market = venue.market(symbol)
         assert market is not None
-        held = self._ledger(venue.exchange).positions.get(symbol)
-        quantity = held.quantity if held is not None else Decimal(0)
-        reducing = (quantity > 0 and side == "sell") or (quantity < 0 and side == "buy")
-        if not reducing:
-            return Decimal(0)
-        pending = sum(
-            (o.quantity - o.filled_quantity for o in await venue.fetch_open_orders(symbol) if o.side == side),
-            Decimal(0),
-        )
-        return market.floor_quantity(min(wanted, abs(quantity) - pending))
+        quantity = self._position(venue.exchange, symbol)
+        return reducible(market, quantity, side, wanted, await venue.fetch_open_orders(symbol))
 
     # -- the kill switch --
 
@@ -530,8 +521,7 @@ class ExecutionAgent:
         plan = self.state.plans.get(fill.client_order_id)
         if plan is None:
             return
-        held = self._ledger(fill.exchange).positions.get(fill.symbol)
-        quantity = held.quantity if held is not None else Decimal(0)
+        quantity = self._position(fill.exchange, fill.symbol)
         armed = arm(plan, quantity, fill.price, self.state.protections.get(key))
         if armed is not None:  # None: the fill only reduced a position the other way, or re-armed
             self.state.protections[key] = armed
@@ -540,8 +530,7 @@ class ExecutionAgent:
         """Check the instrument's exits against the candle: an exit order if one is hit, else ratchet."""
         protection = self.state.protections[key]
         plan = protection.plan
-        held = self._ledger(candle.exchange).positions.get(candle.symbol)
-        quantity = held.quantity if held is not None else Decimal(0)
+        quantity = self._position(candle.exchange, candle.symbol)
         if not protection.covers(quantity):
             del self.state.protections[key]  # closed (or turned) by other orders: nothing to protect
             return []

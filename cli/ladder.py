@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from cli.formats import money, plain
 from cli.main import fail, settings_of
 
 if TYPE_CHECKING:
@@ -119,14 +120,6 @@ def ladder(
     _print(symbol, swing_lookback, plan, falling=(swing.low_index > swing.high_index) == (side == "long"))
 
 
-def _plain(value: Decimal) -> str:
-    return f"{value.normalize():f}"
-
-
-def _money(value: Decimal | float) -> str:
-    return f"{float(value):,.2f}"
-
-
 def _print(symbol: str, lookback: int, plan: Ladder, *, falling: bool) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -134,32 +127,32 @@ def _print(symbol: str, lookback: int, plan: Ladder, *, falling: bool) -> None:
     console = Console()
     out = console if console.is_terminal else Console(width=120)
     setup = plan.setup
-    low, high = (_plain(Decimal(repr(value))) for value in (setup.swing_low, setup.swing_high))
-    out.print(f"{symbol} {setup.side} ladder at {_plain(plan.price)}, swing {low} -> {high} "
+    low, high = (plain(Decimal(repr(value))) for value in (setup.swing_low, setup.swing_high))
+    out.print(f"{symbol} {setup.side} ladder at {plain(plan.price)}, swing {low} -> {high} "
               f"(last {lookback} candles)")
-    out.print(f"equity {_money(plan.equity)}, risk budget {_money(plan.risk_budget)}, "
-              f"planned risk {_money(plan.total_risk)}")
+    out.print(f"equity {money(plan.equity)}, risk budget {money(plan.risk_budget)}, "
+              f"planned risk {money(plan.total_risk)}")
     levels = Table(title="levels")
     for column in ("level", "fib", "price", "size", "risk", "R:R", "win", "kelly", "fills"):
         levels.add_column(column, justify="left" if column == "level" else "right")
     for level in plan.entries:
         levels.add_row(
-            "entry", f"{level.ratio:g}", _plain(level.price), _plain(level.size),
-            _money(level.risk), f"{level.risk_reward:.2f}",
+            "entry", f"{level.ratio:g}", plain(level.price), plain(level.size),
+            money(level.risk), f"{level.risk_reward:.2f}",
             "-" if level.win_rate is None else f"{level.win_rate:.1%}",
             "-" if level.kelly is None else f"{level.kelly:.2%}", f"{level.fill_probability:.1%}",
         )
     for level in plan.exits:
-        levels.add_row("exit", f"{level.ratio:g}", _plain(level.price), _plain(level.size), "",
+        levels.add_row("exit", f"{level.ratio:g}", plain(level.price), plain(level.size), "",
                        f"{level.risk_reward:.2f}", "", "", f"{level.fill_probability:.1%}")
-    levels.add_row("stop", f"{setup.stop_ratio:g}", _plain(plan.stop), _plain(plan.total_size),
-                   _money(plan.total_risk), "", "", "", "")
+    levels.add_row("stop", f"{setup.stop_ratio:g}", plain(plan.stop), plain(plan.total_size),
+                   money(plan.total_risk), "", "", "", "")
     out.print(levels)
     mc = plan.monte_carlo
     outcome = Table(title=f"Monte Carlo P/L: {mc.simulations:,} bootstrapped paths x {mc.horizon} candles")
     for name in (*(f"p{p}" for p in mc.percentiles), "mean", "P(loss)", "P(any fill)"):
         outcome.add_column(name, justify="right")
-    outcome.add_row(*(_money(v) for v in mc.percentiles.values()), _money(mc.mean),
+    outcome.add_row(*(money(v) for v in mc.percentiles.values()), money(mc.mean),
                     f"{mc.probability_of_loss:.1%}", f"{mc.fill_probability:.1%}")
     out.print(outcome)
     notes = list(plan.notes)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 from typing import Any
 
 import typer
 
+from cli.formats import money, plain
 from cli.main import fail, settings_of
 
 
@@ -55,27 +55,15 @@ def _print(books: dict[str, Any], account: str) -> None:
     for column in ("asset", "equity", "cash", "realised P/L", "unrealised P/L", "fees paid"):
         totals.add_column(column, justify="left" if column == "asset" else "right")
     for asset, row in books["assets"].items():
-        totals.add_row(asset, *(_money(row[k]) for k in ("equity", "cash", "realised_pnl", "unrealised_pnl",
+        totals.add_row(asset, *(money(row[k]) for k in ("equity", "cash", "realised_pnl", "unrealised_pnl",
                                                         "fees_paid")))
     positions = Table(title="Positions")
     for column in ("symbol", "quantity", "average cost", "mark", "realised P/L"):
         positions.add_column(column, justify="left" if column == "symbol" else "right")
     for symbol, row in books["positions"].items():
-        positions.add_row(symbol, _plain(row["quantity"]), _plain(row["average_cost"]), _plain(row["mark"]),
-                          _money(row["realised_pnl"]))
+        positions.add_row(symbol, plain(row["quantity"]), plain(row["average_cost"]), plain(row["mark"]),
+                          money(row["realised_pnl"]))
     console.print(totals)
     console.print(positions)
     console.print("amounts to the cent for display; Postgres keeps the exact books")
 
-
-def _money(value: str | None) -> str:
-    """An amount to the cent, with thousands separators (the books keep every digit)."""
-    return "-" if value is None else f"{Decimal(value):,.2f}"
-
-
-def _plain(value: str | None) -> str:
-    """A quantity or price as booked, without exponent or trailing zeros (0E-8 is 0)."""
-    if value is None:
-        return "-"
-    number = Decimal(value)
-    return "0" if number == 0 else f"{number.normalize():f}"

@@ -189,18 +189,9 @@ class PaperVenue:
         market = self.market(candle.symbol)
         if candle.exchange != self.exchange or market is None:
             return []
-        bar, available = self._bar(market, candle)
-        events: list[OrderEvent] = []
-        for cid, resting in list(self._resting.items()):
-            if resting.order.symbol != candle.symbol or resting.placed_at > candle.open_time:
-                continue
-            taken, step_events = self._step(resting, bar, available, market, candle)
-            available -= taken
-            events += step_events
-            if not self._orders[cid].is_open:
-                self._closed(cid)
+        events = self._trade(candle, market, list(self._resting.items()))
         self.ledger.mark_candle(candle)
-        self._last_close[candle.symbol] = market.round_price(Decimal(repr(candle.close)))
+        self._last_close[candle.symbol] = candle_price(market, candle.close)
         return events
 
     def catch_up(self, client_order_id: str, candles: Iterable[CandleClosed]) -> list[OrderEvent]:
@@ -218,17 +209,15 @@ class PaperVenue:
             if resting is None:
                 break  # filled, cancelled or expired
             market = self.market(candle.symbol)
-            if (candle.exchange != self.exchange or market is None or resting.order.symbol != candle.symbol
-                    or resting.placed_at > candle.open_time):
-                continue
-            bar, available = self._bar(market, candle)
-            events += self._step(resting, bar, available, market, candle)[1]
-            if not self._orders[client_order_id].is_open:
-                self._closed(client_order_id)
+            if candle.exchange == self.exchange and market is not None:
+                events += self._trade(candle, market, [(client_order_id, resting)])
         return events
 
-    def _bar(self, market: Market, candle: CandleClosed) -> tuple[_Bar, Decimal]:
-        """The candle's prices on the market's tick, and the quantity its volume lets orders take."""
+    def _trade(
+        self, candle: CandleClosed, market: Market, candidates: list[tuple[str, _Resting]]
+    ) -> list[OrderEvent]:
+        """Trade the candidates of the candle's instrument that were placed before it opened, first
+        placed first served, within the share of its volume orders may take."""
         bar = _Bar(
             open=candle_price(market, candle.open),
             high=candle_price(market, candle.high),
@@ -237,7 +226,16 @@ class PaperVenue:
         )
         with localcontext(_MATH):
             available = market.floor_quantity(bar.volume * self.config.max_participation)
-        return bar, available
+        events: list[OrderEvent] = []
+        for cid, resting in candidates:
+            if resting.order.symbol != candle.symbol or resting.placed_at > candle.open_time:
+                continue
+            taken, step_events = self._step(resting, bar, available, market, candle)
+            available -= taken
+            events += step_events
+            if not self._orders[cid].is_open:
+                self._closed(cid)
+        return events
 
     def _step(
         self, resting: _Resting, bar: _Bar, available: Decimal, market: Market, candle: CandleClosed

@@ -34,7 +34,6 @@ from topics.trading import OrderIntent, RiskDecision
 REDIS_SCOPE = "orchestrator"  # RedisStateStore(namespace, REDIS_SCOPE) ...
 REDIS_KEY = "context"  # ... .load(REDIS_KEY) is the whole ExecutionContext as JSON
 FINISHED_TASKS_KEPT = 500  # finished tasks kept for the dashboard (up to twice as many between prunes)
-INTENT_TIMEOUT_CANDLES = 10  # candles of its stream an intent may wait for risk's decision or its order
 
 TaskStatus = Literal["pending", "running", "done", "failed", "skipped"]
 StreamState = StreamStateChanged  # a stream's entry in the context is exactly what the topic carries
@@ -92,9 +91,9 @@ class ExecutionContext(BaseModel):
 class ContextTracker:
     """Applies events to an ExecutionContext and remembers which streams changed (to publish them)."""
 
-    def __init__(
-        self, context: ExecutionContext | None = None, *, intent_timeout_candles: int = INTENT_TIMEOUT_CANDLES
-    ) -> None:
+    def __init__(self, context: ExecutionContext | None = None, *, intent_timeout_candles: int) -> None:
+        """`intent_timeout_candles`: candles of its stream an intent may wait for risk's decision or
+        its order (`orchestrator.intent_timeout_candles`)."""
         self.context = context if context is not None else ExecutionContext()
         self.intent_timeout_candles = intent_timeout_candles
         self._prune_above = 2 * FINISHED_TASKS_KEPT  # tasks held before the next prune (amortised)
