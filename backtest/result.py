@@ -7,10 +7,11 @@ whose open it filled at); the JSON report writes them as ISO 8601 UTC (`2022-01-
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 
 import pandas as pd
 
@@ -59,6 +60,56 @@ class Trade:
         }
 
 
+class TradeLog(Sequence[Trade]):
+    """A run's trades, built from its fill records on first use.
+
+    The vectorised path books fills into arrays; making ten thousand `Trade`s of exact Decimals
+    from them takes ~30 ms, which an optimiser run that reads only the equity should not pay (like
+    vectorbt, whose trade records are computed when asked for). Reads as a list of `Trade`, equal to
+    a list with the same trades; pickles as that list.
+    """
+
+    __slots__ = ("_build", "_count", "_trades")
+
+    def __init__(self, build: Callable[[], list[Trade]], count: int) -> None:
+        self._build: Callable[[], list[Trade]] | None = build
+        self._count = count
+        self._trades: list[Trade] | None = None
+
+    def _all(self) -> list[Trade]:
+        if self._trades is None:
+            assert self._build is not None
+            self._trades, self._build = self._build(), None
+            assert len(self._trades) == self._count
+        return self._trades
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Trade: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Trade]: ...
+    def __getitem__(self, index: int | slice) -> Trade | list[Trade]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[Trade]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, TradeLog)):
+            return self._all() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment] - mutable-like, as a list
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+    def __reduce__(self) -> tuple[type[list[Trade]], tuple[list[Trade]]]:
+        return list, (self._all(),)
+
+
 @dataclass(frozen=True)
 class BacktestResult:
     """A finished backtest of one strategy on one instrument."""
@@ -69,7 +120,7 @@ class BacktestResult:
     starting_cash: Decimal
     final_equity: Decimal
     fees_paid: Decimal
-    trades: list[Trade]
+    trades: Sequence[Trade]  # a list, or a TradeLog (built on first use)
     equity: pd.Series  # float equity marked at each bar close; index: UTC pd.DatetimeIndex
     position: pd.Series  # position in base units after each bar, same index
     closes: pd.Series  # the asset's close per bar, same index (for buy-and-hold)

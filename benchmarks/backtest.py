@@ -17,8 +17,14 @@ trade and vectorbt, which has no minimum, goes on). Measured, in bars per second
 - `full_event_path_bars_per_s`: `mode="event"` (a validated event per bar, the venue and the
   ledger every bar) on the backtrader bars; reference: backtrader.
 - `vector_engine_bars_per_s`: `run_backtest(mode="vector")`; reference: vectorbt's
-  `Portfolio.from_signals` on the same bars (numba compiled before timing). Target: at least
-  vectorbt's speed.
+  `Portfolio.from_signals` on the same bars (numba compiled before timing, ours and theirs). Target:
+  at least vectorbt's speed. Both make their trade records on first use; so that nothing hides
+  there, `vector_engine_with_trades_bars_per_s` times both with their trades made.
+- `vector_engine_paper_market_bars_per_s`: the vector path on the paper agents' generic market
+  (ticks and steps of 1e-8), whose amounts in 1e-16 units exceed 64 bits: it books in Python
+  integers.
+
+Our runs use Binance's BTC/USDT rules (tick 0.01, step 0.00001, minimum 5 USDT) unless said.
 
 Every row says whether the trades are identical: ours across paths exactly (Decimal), and
 vectorbt's and backtrader's fill bars against ours.
@@ -49,6 +55,7 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Pa
 
 from backtest.engine import run_backtest  # noqa: E402
 from backtest.result import BacktestResult  # noqa: E402
+from execution.market import Market  # noqa: E402
 
 FAST, SLOW = 20, 50
 FEE = 0.0001
@@ -75,9 +82,22 @@ def fix_ohlc(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(high=np.maximum(frame.high, body_high), low=np.minimum(frame.low, body_low))
 
 
-def ours(frame: pd.DataFrame, mode: str) -> BacktestResult:
+# Binance's BTC/USDT rules: prices on 0.01, quantities on 0.00001, at least 5 USDT an order.
+BINANCE_BTC = Market("backtest", "BTC/USDT", tick_size=Decimal("0.01"), step_size=Decimal("0.00001"),
+                     min_quantity=Decimal("0.00001"), min_notional=Decimal(5))
+
+
+def ours(frame: pd.DataFrame, mode: str, market: Market | None = BINANCE_BTC) -> BacktestResult:
     return run_backtest(frame, "sma_cross", params={"fast": FAST, "slow": SLOW}, symbol="BTC/USDT",
-                        cash=Decimal(int(CASH)), fee=Decimal(repr(FEE)), mode=mode)  # type: ignore[arg-type]
+                        cash=Decimal(int(CASH)), fee=Decimal(repr(FEE)), mode=mode,  # type: ignore[arg-type]
+                        market=market)
+
+
+def ours_with_trades(frame: pd.DataFrame, market: Market | None = BINANCE_BTC) -> BacktestResult:
+    """The vector run with its trades made (`TradeLog` makes them on first use)."""
+    result = ours(frame, "vector", market)
+    list(result.trades)
+    return result
 
 
 def fill_bars(result: BacktestResult, open_time: np.ndarray) -> list[int]:
@@ -122,7 +142,7 @@ def bare_loop(frame: pd.DataFrame) -> tuple[float, int]:
     return cash + held * c[-1], fills
 
 
-def vectorbt_run(frame: pd.DataFrame) -> tuple[float, list[int]]:
+def vectorbt_run(frame: pd.DataFrame, trades: bool = False) -> tuple[float, list[int]]:
     """vectorbt as its users run it for speed: plain arrays in (a DatetimeIndex with `freq` makes
     `from_signals` about 10x slower and changes nothing here), its MA and crossover helpers, and
     `Portfolio.from_signals` filling all-in at the open of the bar after each cross."""
@@ -136,6 +156,8 @@ def vectorbt_run(frame: pd.DataFrame) -> tuple[float, list[int]]:
     exits = fast.vbt.crossed_below(slow).shift(1, fill_value=False).to_numpy(dtype=bool)
     portfolio = vbt.Portfolio.from_signals(close.to_numpy(), entries, exits, price=open_, fees=FEE,
                                            init_cash=CASH, size=np.inf)
+    if trades:
+        portfolio.trades.records  # noqa: B018 - vectorbt makes its trade records when asked
     return float(portfolio.final_value()), portfolio.orders.records["idx"].tolist()
 
 
@@ -209,10 +231,14 @@ def main() -> int:
     open_time = frame.open_time.to_numpy()
 
     ours(frame.iloc[:2_000], "lean")  # warm imports and caches before timing
-    vectorbt_run(frame.iloc[:2_000])  # numba compiles here, not in the timed runs
+    ours(frame.iloc[:2_000], "vector")  # loads (or compiles) the vector path's numba code
+    vectorbt_run(frame.iloc[:2_000], trades=True)  # numba compiles here, not in the timed runs
 
     lean_s, lean = timed(lambda: ours(frame, "lean"), rounds)
     vector_s, vector = timed(lambda: ours(frame, "vector"), rounds)
+    traded_s, _ = timed(lambda: ours_with_trades(frame), rounds)
+    paper_s, paper = timed(lambda: ours(frame, "vector", market=None), rounds)
+    vbt_traded_s, _ = timed(lambda: vectorbt_run(frame, trades=True), rounds)
     bare_s, (bare_value, bare_fills) = timed(lambda: bare_loop(frame), rounds)
     vbt_s, (vbt_value, vbt_bars) = timed(lambda: vectorbt_run(frame), rounds)
     event_s, event = timed(lambda: ours(small, "event"), 1)
@@ -224,6 +250,7 @@ def main() -> int:
     common = {"bars": count, "rounds": rounds, "trades": len(lean.trades), "machine": machine()}
     rate = {name: bars / seconds for name, bars, seconds in (
         ("lean", count, lean_s), ("vector", count, vector_s), ("bare", count, bare_s), ("vbt", count, vbt_s),
+        ("traded", count, traded_s), ("paper", count, paper_s), ("vbt_traded", count, vbt_traded_s),
         ("event", reference_count, event_s), ("bt", reference_count, bt_s))}
     bt_same = fill_bars(lean_small, open_time) == bt_bars
     rows = [
@@ -256,6 +283,22 @@ def main() -> int:
             "reference_value": round(rate["vbt"]), "ratio": round(rate["vector"] / rate["vbt"], 2),
             "identical_trades": identical and ours_bars == vbt_bars,
             "vectorbt_final_equity_rel_diff": abs(float(vector.final_equity) / vbt_value - 1), **common,
+        },
+        {
+            "bench": "backtest", "metric": "vector_engine_with_trades_bars_per_s",
+            "value": round(rate["traded"]), "unit": "bars/s",
+            "reference": "vectorbt, same, with its trade records made",
+            "reference_value": round(rate["vbt_traded"]),
+            "ratio": round(rate["traded"] / rate["vbt_traded"], 2),
+            "identical_trades": identical and ours_bars == vbt_bars, **common,
+        },
+        {
+            "bench": "backtest", "metric": "vector_engine_paper_market_bars_per_s",
+            "value": round(rate["paper"]), "unit": "bars/s",
+            "reference": "vectorbt, same bars (ours on the paper agents' 1e-8 ticks and steps: amounts in "
+            "1e-16 units exceed 64 bits, so it books in Python integers)",
+            "reference_value": round(rate["vbt"]), "ratio": round(rate["paper"] / rate["vbt"], 2),
+            "identical_trades": fill_bars(paper, open_time) == vbt_bars, **common,
         },
     ]
     for row in rows:

@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from pydantic import Field
 
 from agents.market_data.files import bundled_candles, read_candles
+from backtest import vector
 from backtest.engine import BacktestError, run_backtest
 from backtest.result import BacktestResult, iso_utc
 from config.settings import RiskConfig
+from execution.market import Market
 from strategies.base import (
     IndicatorStrategy,
     Param,
@@ -367,14 +369,59 @@ def test_a_short_round_trip_books_a_short_trade_with_its_pnl() -> None:
     assert_same(result, lean)
 
 
-def test_signals_too_close_to_call_in_floats_fall_back_to_the_event_path() -> None:
+def test_ties_between_the_averages_are_called_as_the_streaming_strategy_calls_them() -> None:
+    # fast == slow on the flat stretch: the compiled signals add and trim the running totals in the
+    # streaming SMA's order, so they see the same floats and the same ties.
     flat_then_moving = [100.0] * 12 + [101, 102, 103, 102, 101, 100, 99, 98, 99, 100, 101, 102]
     candles = frame(flat_then_moving)
     auto = run(candles, mode="auto")
-    assert auto.engine == "lean"  # fast == slow on the flat stretch: the vector path declines
-    assert_same(auto, run(candles, mode="event"))
+    assert auto.engine == "vector"
     assert auto.trades
-    assert run(frame([100.0 + i % 7 for i in range(60)]), mode="auto").engine == "vector"
+    assert_same(auto, run(candles, mode="event"))
+
+
+class Ambiguous(SmaCross):
+    """A strategy whose own vector form declines (raises `AmbiguousSignal`)."""
+
+    name: ClassVar[str] = "ambiguous_cross"
+
+    @classmethod
+    def vector_signals(cls, params: StrategyParams, closes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise vector.AmbiguousSignal("too close to call")
+
+
+def test_a_vector_form_that_declines_falls_back_to_the_lean_path() -> None:
+    candles = frame([100.0 + i % 7 for i in range(60)])
+    declining = Ambiguous(SmaCross.Params(fast=2, slow=3))
+    result = run(candles, declining, params=None, mode="auto")
+    assert result.engine == "lean"
+    assert result.trades
+    assert_same(result, run(candles, declining, params=None, mode="event"))
+
+
+BINANCE_BTC = Market("backtest", "BTC/USDT", tick_size=Decimal("0.01"), step_size=Decimal("0.00001"),
+                     min_quantity=Decimal("0.00001"), min_notional=Decimal(5))
+
+
+@pytest.mark.parametrize(("market", "cash", "loop"), [
+    (BINANCE_BTC, CASH, "compiled"),  # ticks of 0.01 and steps of 0.00001: every amount fits in 64 bits
+    (None, CASH, "python"),  # the paper agents' 1e-8 ticks and steps: amounts in 1e-16 exceed 64 bits
+])
+def test_the_vector_path_books_in_64_bit_integers_or_in_python_integers_alike(
+    market: Market | None, cash: Decimal, loop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loops: list[str] = []
+    compiled = vector._book_compiled
+    monkeypatch.setattr(vector, "_book_compiled", lambda *a: (loops.append("compiled"), compiled(*a))[1])
+    python = vector._book
+    monkeypatch.setattr(vector, "_book", lambda *a: (loops.append("python"), python(*a))[1])
+    candles = bundled().iloc[:4000]
+    kwargs: dict[str, Any] = {"params": {"fast": 20, "slow": 50}, "market": market, "cash": cash,
+                              "slippage_bps": Decimal("2.5"), "fee": Decimal("0.00075")}
+    fast = run(candles, mode="vector", **kwargs)
+    assert loops[-1] == loop
+    assert len(fast.trades) > 10
+    assert_same(fast, run(candles, mode="event", **kwargs))
 
 
 @pytest.mark.parametrize("mode", MODES)
