@@ -3,6 +3,7 @@ from its three paths (event, lean, vector)."""
 
 from __future__ import annotations
 
+import pickle
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, ClassVar
 
@@ -16,7 +17,7 @@ from pydantic import Field
 from agents.market_data.files import bundled_candles, read_candles
 from backtest import vector
 from backtest.engine import BacktestError, run_backtest
-from backtest.result import BacktestResult, iso_utc
+from backtest.result import BacktestResult, TradeLog, iso_utc
 from config.settings import RiskConfig
 from execution.market import Market
 from strategies.base import (
@@ -37,6 +38,11 @@ HOUR = 3_600_000
 CASH = Decimal(100_000)
 FEE = Decimal("0.001")
 MODES = ("event", "lean", "vector")
+BINANCE_BTC = Market("backtest", "BTC/USDT", tick_size=Decimal("0.01"), step_size=Decimal("0.00001"),
+                     min_quantity=Decimal("0.00001"), min_notional=Decimal(5))
+# Coarse rules: a tick that is not a power of ten, prices off it, sells near the minimum notional.
+COARSE = Market("backtest", "BTC/USDT", tick_size=Decimal("0.05"), step_size=Decimal("0.001"),
+                min_quantity=Decimal("0.002"), min_notional=Decimal(50))
 
 
 def frame(closes: list[float], *, spread: float = 1.0, volume: float = 1e6, gap: float = 0.0) -> pd.DataFrame:
@@ -235,15 +241,18 @@ def test_the_vector_engine_refuses_a_risk_config() -> None:
     seed=st.integers(0, 10_000), fast=st.integers(2, 8), extra=st.integers(1, 20),
     slippage=st.sampled_from([Decimal(0), Decimal(3), Decimal("12.5")]),
     fee=st.sampled_from([Decimal(0), Decimal("0.001"), Decimal("0.0025")]),
+    market=st.sampled_from([None, BINANCE_BTC, COARSE]),
 )
-def test_paths_agree_and_value_is_conserved_on_random_walks(
-    seed: int, fast: int, extra: int, slippage: Decimal, fee: Decimal
+def test_paths_agree_and_value_is_conserved_on_random_walks(  # noqa: PLR0917 - hypothesis's draws
+    seed: int, fast: int, extra: int, slippage: Decimal, fee: Decimal, market: Market | None
 ) -> None:
     rng = np.random.default_rng(seed)
     closes = list(100 * np.exp(np.cumsum(rng.normal(0, 0.01, 400))))
     candles = frame(closes, spread=0.3, gap=float(rng.normal(0, 0.05)))
     params = {"fast": fast, "slow": fast + extra}
-    results = [run(candles, params=params, fee=fee, slippage_bps=slippage, mode=mode) for mode in MODES]
+    results = [run(candles, params=params, fee=fee, slippage_bps=slippage, mode=mode, market=market)
+               for mode in MODES]
+    assert [r.engine for r in results] == list(MODES)
     event = results[0]
     for other in results[1:]:
         assert_same(event, other)
@@ -399,9 +408,6 @@ def test_a_vector_form_that_declines_falls_back_to_the_lean_path() -> None:
     assert_same(result, run(candles, declining, params=None, mode="event"))
 
 
-BINANCE_BTC = Market("backtest", "BTC/USDT", tick_size=Decimal("0.01"), step_size=Decimal("0.00001"),
-                     min_quantity=Decimal("0.00001"), min_notional=Decimal(5))
-
 
 @pytest.mark.parametrize(("market", "cash", "loop"), [
     (BINANCE_BTC, CASH, "compiled"),  # ticks of 0.01 and steps of 0.00001: every amount fits in 64 bits
@@ -476,3 +482,22 @@ def test_a_limit_intent_rests_and_fills_at_its_price_when_a_candle_trades_throug
     assert buy.price * buy.quantity + buy.fee <= CASH  # all in at the limit price, fee included
     assert sell.ts_event == 8 * HOUR
     assert_same(result, run(candles, LimitScript(ScriptParams()), mode="lean"))
+
+
+def test_a_trade_log_is_built_once_on_first_use_and_reads_as_its_list() -> None:
+    result = run(bundled().iloc[:3000], params={"fast": 20, "slow": 50}, mode="vector")
+    listed = run(bundled().iloc[:3000], params={"fast": 20, "slow": 50}, mode="lean").trades
+    log = result.trades
+    assert isinstance(log, TradeLog)
+    calls: list[int] = []
+    built = TradeLog(lambda: (calls.append(1), list(listed))[1], len(listed))
+    assert len(built) == len(listed)
+    assert not calls  # the count needs no Trade
+    assert built == listed
+    assert listed == built
+    assert log == built
+    assert built[0] == listed[0]
+    assert built[-2:] == listed[-2:]
+    assert list(built) == listed
+    assert calls == [1]
+    assert pickle.loads(pickle.dumps(result)).trades == listed
