@@ -122,33 +122,13 @@ class Candles:
             made = self._lists[name] = (self.arrays[name] if source is None else source).tolist()
         return made
 
-    @property
-    def open_time(self) -> list[int]:
-        return self._list("open_time")
-
-    @property
-    def close_time(self) -> list[int]:
-        return self._list("close_time")
-
-    @property
-    def open(self) -> list[float]:
-        return self._list("open")
-
-    @property
-    def high(self) -> list[float]:
-        return self._list("high")
-
-    @property
-    def low(self) -> list[float]:
-        return self._list("low")
-
-    @property
-    def closes(self) -> list[float]:
-        return self._list("close")
-
-    @property
-    def volume(self) -> list[float]:
-        return self._list("volume")
+    open_time: list[int] = property(lambda self: self._list("open_time"))  # type: ignore[assignment]
+    close_time: list[int] = property(lambda self: self._list("close_time"))  # type: ignore[assignment]
+    open: list[float] = property(lambda self: self._list("open"))  # type: ignore[assignment]
+    high: list[float] = property(lambda self: self._list("high"))  # type: ignore[assignment]
+    low: list[float] = property(lambda self: self._list("low"))  # type: ignore[assignment]
+    closes: list[float] = property(lambda self: self._list("close"))  # type: ignore[assignment]
+    volume: list[float] = property(lambda self: self._list("volume"))  # type: ignore[assignment]
 
     @property
     def index(self) -> pd.DatetimeIndex:
