@@ -6,12 +6,13 @@ that processes a message again after a restart records nothing twice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -37,6 +38,11 @@ class DecisionRecord(BaseModel):
 
 
 _COLUMNS = tuple(DecisionRecord.model_fields)
+_RECORD = insert(AgentDecision).on_conflict_do_nothing(index_elements=["id"]).returning(AgentDecision.id)
+_LINK = text(
+    f"UPDATE {AgentDecision.__tablename__} AS d SET outcome = CAST(v.outcome AS jsonb) "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:outcomes AS text[])) AS v(id, outcome) WHERE d.id = v.id"
+)
 
 
 class DecisionLog:
@@ -54,9 +60,11 @@ class DecisionLog:
         rows = [decision.model_dump() for decision in decisions]
         if not rows:
             return 0
-        statement = insert(AgentDecision).values(rows).on_conflict_do_nothing(index_elements=["id"])
         async with self._begin() as conn:
-            result = await conn.execute(statement.returning(AgentDecision.id))
+            # One statement with a list of rows: SQLAlchemy sends them as batched multi-row INSERTs
+            # ("insertmanyvalues") from one compiled form, instead of compiling a new statement for
+            # every row count (~0.6 ms a row at a checkpoint).
+            result = await conn.execute(_RECORD, rows)
             return len(result.all())
 
     async def get(self, decision_id: str) -> DecisionRecord | None:
@@ -107,13 +115,15 @@ class DecisionLog:
             return result.rowcount == 1
 
     async def link_outcomes(self, outcomes: Iterable[tuple[str, dict[str, Any]]]) -> int:
-        """Attach several outcomes in one transaction; how many decisions were found."""
-        linked = 0
+        """Attach several outcomes in one statement (the last one given for an id wins); how many
+        decisions were found. One round trip however many: an UPDATE each took ~2 ms."""
+        latest = dict(outcomes)
+        if not latest:
+            return 0
         async with self._begin() as conn:
-            for decision_id, outcome in outcomes:
-                statement = update(AgentDecision).where(AgentDecision.id == decision_id)
-                linked += (await conn.execute(statement.values(outcome=outcome))).rowcount
-        return linked
+            result = await conn.execute(_LINK, {"ids": list(latest),
+                                                "outcomes": [json.dumps(o) for o in latest.values()]})
+            return result.rowcount
 
     @staticmethod
     def _select() -> Any:

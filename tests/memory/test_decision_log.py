@@ -117,3 +117,17 @@ async def test_outcomes_link_back_to_their_decision(engine: AsyncEngine) -> None
     assert stored.outcome == {"pnl": "12.50", "closed_at": 90_000}
     assert await log.link_outcome("no-such-decision", {"pnl": "0"}) is False
     assert await log.get("no-such-decision") is None
+
+
+async def test_many_outcomes_link_in_one_statement_and_the_last_for_an_id_wins(engine: AsyncEngine) -> None:
+    log = DecisionLog(engine)
+    assert await log.record_many([decision(60 + i, id=f"m-{i}") for i in range(3)]) == 3
+    linked = await log.link_outcomes([
+        ("m-0", {"status": "filled", "pnl": "1.5"}), ("m-1", {"status": "rejected"}), ("m-missing", {"x": 1}),
+        ("m-0", {"status": "filled", "pnl": "2.5", "fills": [1, 2]}),
+    ])
+    assert linked == 2  # m-0 and m-1; m-missing is no decision
+    assert [(await log.get(f"m-{i}")).outcome for i in range(3)] == [  # type: ignore[union-attr]
+        {"status": "filled", "pnl": "2.5", "fills": [1, 2]}, {"status": "rejected"}, None,
+    ]
+    assert await log.link_outcomes([]) == 0
