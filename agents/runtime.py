@@ -59,8 +59,6 @@ from topics.system import AgentHeartbeat
 GROUP_SESSION_TIMEOUT_MS = 4000
 GROUP_HEARTBEAT_INTERVAL_MS = 1000
 MAX_POLL_INTERVAL_MS = 300_000
-# Producer batching: a few ms of linger turns thousands of sends into a handful of requests.
-PRODUCER_LINGER_MS = 5
 PRODUCER_MAX_BATCH_BYTES = 256 * 1024
 
 Status = Literal["starting", "ready", "paused", "draining", "stopped"]
@@ -123,7 +121,8 @@ class _Host:
         client = kafka_client_kwargs(self.settings.kafka, self.endpoints.kafka_bootstrap)
         client["client_id"] = f"{client['client_id']}-{self.name}"
         return AIOKafkaProducer(
-            **client, acks="all", linger_ms=PRODUCER_LINGER_MS, max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+            **client, acks="all", linger_ms=self.settings.agents.producer_linger_ms,
+            max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         )
 
     async def wait_ready(self, timeout: float) -> float:
@@ -222,7 +221,7 @@ class AgentHost(_Host):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.settings.agents.batch_size,
-            fetch_max_wait_ms=self.settings.agents.fetch_max_wait_ms,  # Tansu waits it out every fetch
+            fetch_max_wait_ms=self.settings.agents.fetch_max_wait_ms,  # see AgentsConfig: Tansu's rechecks
             session_timeout_ms=GROUP_SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=GROUP_HEARTBEAT_INTERVAL_MS,
             rebalance_timeout_ms=GROUP_SESSION_TIMEOUT_MS,

@@ -49,7 +49,7 @@ import infra
 from agents.catalog import agent_class
 from agents.logs import configure_logging
 from agents.market_data.files import read_candles, shared_datasets
-from agents.runtime import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES, AgentHost
+from agents.runtime import PRODUCER_MAX_BATCH_BYTES, AgentHost
 from config import Settings, load_settings
 from topics.admin import ensure_topics
 from topics.envelope import Envelope
@@ -254,9 +254,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 # -- producing and collecting --------------------------------------------------------------------
 
-def new_producer(kwargs: dict[str, Any]) -> AIOKafkaProducer:
+def new_producer(kwargs: dict[str, Any], linger_ms: int) -> AIOKafkaProducer:
     """Configured like every agent's producer (the market_data agent publishes candles with it)."""
-    return AIOKafkaProducer(**kwargs, acks="all", linger_ms=PRODUCER_LINGER_MS,
+    return AIOKafkaProducer(**kwargs, acks="all", linger_ms=linger_ms,
                             max_batch_size=PRODUCER_MAX_BATCH_BYTES)
 
 
@@ -281,8 +281,8 @@ async def publish(producer: AIOKafkaProducer, messages: Sequence[Message], rate:
     """Send candle i at t0 + i / rate (`rate` None: as fast as the producer takes them).
 
     A send that falls behind its slot goes at once, and the achieved rate is reported. A candle's
-    publish time is when it is handed to the producer, which then lingers up to PRODUCER_LINGER_MS
-    to batch, as every agent's producer does.
+    publish time is when it is handed to the producer, which then lingers up to
+    `agents.producer_linger_ms` to batch, as every agent's producer does.
     """
     sent: dict[str, float] = {}
     pending = []
@@ -534,7 +534,7 @@ async def run_phases(
     try:
         ready_s = await asyncio.to_thread(wait_ready, process, log)
         collector = Collector(kwargs, outputs)
-        producer = new_producer(kwargs)
+        producer = new_producer(kwargs, settings.agents.producer_linger_ms)
         await collector.start()
         await producer.start()
         try:

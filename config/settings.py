@@ -101,8 +101,13 @@ class AgentsConfig(Section):
     heartbeat_interval_s: float = Field(5.0, gt=0, le=3600)
     commit_interval_s: float = Field(1.0, gt=0, le=60)
     fetch_max_wait_ms: int = Field(
-        20, ge=0, le=10_000, description="longest a consumer's fetch waits for records: the embedded broker "
-        "holds a fetch this long even when records arrive, so it is every hop's latency floor"
+        20, ge=1, le=10_000, description="longest a consumer's fetch waits for records. The embedded "
+        "broker answers at once when records wait, but looks again only at 1/2, 3/4, 7/8... of this wait "
+        "for records that arrive during it (up to half of it per hop), and with 0 never returns records"
+    )
+    producer_linger_ms: int = Field(
+        0, ge=0, le=1000, description="how long a producer holds a send to batch it with the next ones: "
+        "every hop's latency grows by up to this; under load batches form anyway while a request is in flight"
     )
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
     max_retries: int = Field(5, ge=0, le=100)

@@ -133,3 +133,14 @@ def test_redact_url_hides_only_the_password() -> None:
     assert redact_url("redis://:pw@host:6379/0") == "redis://:***@host:6379/0"
     assert redact_url("postgresql://user:pw@db:5432/x") == "postgresql://user:***@db:5432/x"
     assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
+
+
+def test_a_fetch_that_would_never_return_records_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRYPTIQ_AGENTS_FETCH_MAX_WAIT_MS", "0")  # Tansu answers a 0 ms fetch with no records
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "agents.fetch_max_wait_ms = '0'" in str(info.value)
+    monkeypatch.setenv("CRYPTIQ_AGENTS_FETCH_MAX_WAIT_MS", "1")
+    monkeypatch.setenv("CRYPTIQ_AGENTS_PRODUCER_LINGER_MS", "5")
+    settings = load_settings()
+    assert (settings.agents.fetch_max_wait_ms, settings.agents.producer_linger_ms) == (1, 5)
