@@ -86,6 +86,17 @@ def embedded_servers(prefix: str) -> Iterator[tuple[Settings, infra.Endpoints]]:
             infra.down(settings)
 
 
+def restart_servers(settings: Settings) -> infra.Endpoints:
+    """The embedded servers stopped and started afresh, for the next part of a benchmark.
+
+    Tansu keeps every record batch in memory and a fetch's cost grows with their number (README,
+    the embedded broker's quirks), so a part that ran after another would be measured on a slower
+    broker than the one before it.
+    """
+    infra.down(settings)
+    return infra.up(settings)
+
+
 def fast_cross_strategies(path: Path, fast: int, slow: int) -> Path:
     """A strategies.yaml running sma_cross(fast, slow) in every regime: intents are frequent, and no
     regime change switches strategy (hand-off intents would be another kind of sample)."""

@@ -25,15 +25,16 @@ matched by `correlation_id`, the event id of the candle that started the flow:
 - `flood_throughput`: candles/s published as fast as possible, until every agent's heartbeats
   show nothing left to read (candles, signals, intents, decisions, fills), to 0.25 s.
 
-Reference, in the same run on the same broker: the echo agent alone in the same kind of process,
-fed the same candles at the same rates (candle -> `diagnostics.echo`, one hop). The echo runs
-second, after the graph's process has stopped; each process starts reading at the end of its
-topics. Issue target: p99 under 50 ms end to end at 1,000 candles/s. `--quick`: 0.5 s warm-up,
-2 s per rate, a 1,000-candle flood (default: 5 s, 30 s, 20,000).
+Reference, in the same run: the echo agent alone in the same kind of process, fed the same
+candles at the same rates (candle -> `diagnostics.echo`, one hop). The echo runs second, after
+the graph's process has stopped, on embedded servers started afresh (as in orchestrator.py).
+Issue target: p99 under 50 ms end to end at 1,000 candles/s. `--quick`: 0.5 s warm-up, 2 s per
+rate, a 1,000-candle flood (default: 5 s, 30 s, 20,000).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
@@ -85,6 +86,7 @@ async def measure(settings: Settings, endpoints: Endpoints, plan: common.Plan) -
         settings, endpoints, __file__, AGENTS, phases, outputs=OUTPUTS,
         env={"CRYPTIQ_ORCHESTRATOR_STRATEGIES_PATH": str(strategies)},
     )
+    endpoints = await asyncio.to_thread(common.restart_servers, settings)  # each part on a fresh broker
     echo = await common.run_phases(
         settings, endpoints, __file__, ["echo"], common.again(phases), outputs=[DIAGNOSTICS_ECHO.name]
     )

@@ -17,16 +17,18 @@ Binance 1m candles of six symbols, one of each in turn:
 - `flood_throughput`: candles/s when they are published as fast as possible, until both agents'
   heartbeats show nothing left to read (to 0.25 s).
 
-Reference, in the same run on the same broker: the echo agent alone in the same kind of process,
-fed the same candles at the same rates: its candle -> `diagnostics.echo` latency (the bare cost
-of one hop through the runtime) and its flood rate. The echo runs second, after the graph's
-process has stopped; each process starts reading at the end of its topics. Issue target: p99
+Reference, in the same run: the echo agent alone in the same kind of process, fed the same
+candles at the same rates: its candle -> `diagnostics.echo` latency (the bare cost of one hop
+through the runtime) and its flood rate. The echo runs second, after the graph's process has
+stopped, on embedded servers started afresh (Tansu's fetches slow down as batches pile up, so a
+reference run on the graph's leftovers would be measured on a slower broker). Issue target: p99
 under 20 ms at 1,000 candles/s. `--quick`: 0.5 s warm-up, 2 s per rate, a 1,000-candle flood
 (default: 5 s, 30 s, 20,000).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
@@ -49,6 +51,7 @@ async def measure(settings: Settings, endpoints: Endpoints, plan: common.Plan) -
         settings, endpoints, __file__, AGENTS, phases, outputs=[STRATEGY_INTENTS.name],
         env={"CRYPTIQ_ORCHESTRATOR_STRATEGIES_PATH": str(strategies)},
     )
+    endpoints = await asyncio.to_thread(common.restart_servers, settings)  # each part on a fresh broker
     echo = await common.run_phases(
         settings, endpoints, __file__, ["echo"], common.again(phases), outputs=[DIAGNOSTICS_ECHO.name]
     )
