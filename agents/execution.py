@@ -85,7 +85,9 @@ from topics.trading import KillSwitchChanged, RiskDecision, RiskModeChanged
 
 STATE_KEY = "state"
 SETTLE_WAIT_S = 0.5  # how long a candle waits for a sent swap's receipt (it is looked at again next candle)
-HANDLED_KEPT = 20_000  # decision ids remembered in the state; Postgres knows the older ones
+# Decision ids remembered in the state (a fast path: every other decision is looked up in Postgres by
+# its client order id); small, as the state is pickled after every order sent.
+HANDLED_KEPT = 2_000
 RECENT_CANDLES = 10_000  # per paper instrument: how far behind the market a late order may still catch up
 ORDER_TYPES = {"market": "market", "limit": "limit", "stop": "stop"}
 LiveVenue = CcxtVenue | Web3Venue
