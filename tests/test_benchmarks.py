@@ -41,7 +41,8 @@ def test_backtest_benchmark_quick_run_reports_identical_trades() -> None:
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert {row["metric"] for row in rows} == {
         "event_engine_bars_per_s", "event_engine_vs_bare_loop", "full_event_path_bars_per_s",
-        "vector_engine_bars_per_s",
+        "vector_engine_bars_per_s", "vector_engine_with_trades_bars_per_s",
+        "vector_engine_paper_market_bars_per_s",
     }
     for row in rows:
         assert set(row) >= FIELDS
