@@ -149,7 +149,7 @@ def _to_ticks(market: Market, values: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _sell_minimum(market: Market, close: float) -> int:
-    """The fewest steps a sell decided at `close` must have to meet the minimum notional (-1: none).
+    """The fewest steps a sell decided at `close` must have to meet the minimum notional (0: any).
 
     A sell's reference price is min(the close's exact decimal, the close on the tick), as
     `validate_request` sees the execution agent's order; for a close off the tick that is not a
@@ -233,7 +233,7 @@ def _book(  # noqa: PLR0917, PLR0912, PLR0915 - one flat loop, so that numba com
             notional_ok = quantity * reference * notional_scale >= min_notional
         if quantity <= 0 or quantity < min_steps or not notional_ok:
             continue  # the event path's order is rejected: no fill, the position stays
-        if volume[k] <= 0 or quantity > volume[k] * room * (1.0 - 1e-9):
+        if volume[k] <= 0 or quantity > volume[k] * room * (1.0 - VOLUME_MARGIN):
             return count, True, balance, held, fees  # a partial fill, or too close to call in floats
         # A buy pays at most the candle's high, a sell gets at least its low.
         price = min(worst, high_t[k]) if buying else max((open_t[k] * slip_down) // slip_den, low_t[k])
