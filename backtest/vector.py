@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import ROUND_CEILING, Decimal, localcontext
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -192,6 +193,10 @@ def _book(  # noqa: PLR0917, PLR0912, PLR0915 - one flat loop, so that numba com
     fees = held
     count = 0
     fee_step = fee_den * quantum
+
+    def cost(spend):  # type: ignore[no-untyped-def]  # spend plus its fee, rounded up to the quantum
+        return spend + (spend * fee_num + fee_step - 1) // fee_step * quantum
+
     for k in range(len(bars)):
         i = bars[k]
         if i + 1 >= n:
@@ -211,12 +216,12 @@ def _book(  # noqa: PLR0917, PLR0912, PLR0915 - one flat loop, so that numba com
                     if quantity + 1 > limit // (unit * max(fee_num, 1)):
                         raise OverflowError("all-in notional")
                     spend = (quantity + 1) * unit
-                    if spend + (spend * fee_num + fee_step - 1) // fee_step * quantum > balance:
+                    if cost(spend) > balance:
                         break
                     quantity += 1
                 while quantity > 0:
                     spend = quantity * unit
-                    if spend + (spend * fee_num + fee_step - 1) // fee_step * quantum <= balance:
+                    if cost(spend) <= balance:
                         break
                     quantity -= 1
             reference = min(worst, close_t[k])
@@ -240,7 +245,7 @@ def _book(  # noqa: PLR0917, PLR0912, PLR0915 - one flat loop, so that numba com
         if price > 0 and quantity > limit // (price * notional_scale * max(fee_num, 1)):
             raise OverflowError("fill notional")
         spend = quantity * price * notional_scale
-        fee = (spend * fee_num + fee_step - 1) // fee_step * quantum
+        fee = cost(spend) - spend
         if buying:
             balance -= spend + fee
             held += quantity
@@ -261,14 +266,29 @@ def _book(  # noqa: PLR0917, PLR0912, PLR0915 - one flat loop, so that numba com
     return count, False, balance, held, fees
 
 
-def _fits(rules: tuple[int | float, ...], ticks: list[np.ndarray]) -> bool:
-    """Whether prices times the scales (and the rules themselves) stay within `LIMIT`."""
-    notional_scale, fee_num, fee_den, quantum, _, slip_up, slip_down, slip_den = rules[:8]
-    top = max(int(column.max(initial=0)) for column in ticks)
-    slipped = top * max(int(slip_up), abs(int(slip_down)))
-    integers = [abs(int(rule)) for rule in rules if isinstance(rule, int)]
-    return (max(integers) <= LIMIT and int(fee_den) * int(quantum) <= LIMIT and slipped <= LIMIT
-            and (slipped // int(slip_den) + 1) * int(notional_scale) * max(int(fee_num), 1) <= LIMIT)
+class _Rules(NamedTuple):
+    """`_book`'s rule arguments, in its order: the market's and the run's money rules in integers."""
+
+    notional_scale: int  # money units of one step at one tick
+    fee_num: int  # the fee rate is fee_num / fee_den
+    fee_den: int
+    quantum: int  # fees round up to it, in money units
+    rate: float  # the fee rate as a float: the all-in size's first guess
+    slip_up: int  # a buy's price x slip_up / slip_den, a sell's x slip_down / slip_den
+    slip_down: int
+    slip_den: int
+    min_steps: int
+    min_notional: int  # money units
+    room: float  # steps per unit of candle volume an order may take
+    cash: int  # money units
+
+    def fit(self, ticks: list[np.ndarray]) -> bool:
+        """Whether prices times the scales (and the rules themselves) stay within `LIMIT`."""
+        top = max(int(column.max(initial=0)) for column in ticks)
+        slipped = top * max(self.slip_up, abs(self.slip_down))
+        integers = [abs(rule) for rule in self if isinstance(rule, int)]
+        return (max(integers) <= LIMIT and self.fee_den * self.quantum <= LIMIT and slipped <= LIMIT
+                and (slipped // self.slip_den + 1) * self.notional_scale * max(self.fee_num, 1) <= LIMIT)
 
 
 _book_compiled = numba.njit(cache=True)(_book)
@@ -309,13 +329,13 @@ def _trades(  # noqa: PLR0917 - the fill columns and how to read them
 
 def _integer_rules(
     market: Market, cash: Decimal, fee: Decimal, slippage_bps: Decimal, max_participation: Decimal
-) -> tuple[Decimal, tuple[int | float, ...]]:
-    """The money unit and `_book`'s rule arguments (notional_scale ... cash) for this market and run."""
+) -> tuple[Decimal, _Rules]:
+    """The money unit and `_book`'s rule arguments for this market and run."""
     tick, step = market.tick_size, market.step_size
     digits = max(_decimals(amount) for amount in (tick * step, FEE_QUANTUM, cash, market.min_notional))
     fee_num, fee_den = fee.as_integer_ratio()
     slip_num, slip_den = slippage_bps.as_integer_ratio()
-    return Decimal(1).scaleb(-digits), (
+    return Decimal(1).scaleb(-digits), _Rules(
         _units(tick * step, digits), fee_num, fee_den, _units(FEE_QUANTUM, digits), float(fee),
         10_000 * slip_den + slip_num, 10_000 * slip_den - slip_num, 10_000 * slip_den,
         int((market.min_quantity / step).to_integral_value(rounding=ROUND_CEILING)),
@@ -350,7 +370,7 @@ def run_vector(
     columns = (candidates, enter[candidates], leave[candidates], open_t, high_t, low_t, close_t, sell_min,
                arrays["volume"][filled])
     try:
-        if not _fits(rules, [open_t, high_t, low_t, close_t]):
+        if not rules.fit([open_t, high_t, low_t, close_t]):
             raise OverflowError("prices beyond 64 bits")
         outputs = tuple(np.zeros(len(candidates), dtype=np.int64) for _ in range(7))
         count, declined, balance, held, fees = _book_compiled(*columns, n, *rules, LIMIT, *outputs)

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -109,10 +109,7 @@ class DecisionLog:
 
     async def link_outcome(self, decision_id: str, outcome: dict[str, Any]) -> bool:
         """Attach the realised outcome to a decision; False if no decision has that id."""
-        statement = update(AgentDecision).where(AgentDecision.id == decision_id).values(outcome=outcome)
-        async with self._begin() as conn:
-            result = await conn.execute(statement)
-            return result.rowcount == 1
+        return await self.link_outcomes([(decision_id, outcome)]) == 1
 
     async def link_outcomes(self, outcomes: Iterable[tuple[str, dict[str, Any]]]) -> int:
         """Attach several outcomes in one statement (the last one given for an id wins); how many
