@@ -17,8 +17,11 @@ event time, kept with an `execution.risk_book.RiskBook` as the backtest keeps it
 It publishes a `RiskModeChanged` on `risk.control` when the drawdown breaker trips, and a
 `RiskBreakdown` of the paper portfolio on `risk.breakdown` after every fill and every
 `risk.breakdown_every_candles` closed candles. Its state (engine state with the switches,
-streams, fills, pending orders, the intents already answered) is saved at each checkpoint, and
-an input it has seen is ignored, so a restart answers every intent once and exactly as before.
+streams, the portfolio's ledger, pending orders, the newest intents answered) is saved at each
+checkpoint, and an input it has seen is ignored, so a restart answers every intent once and exactly
+as before. The state stays the same size in a 24/7 run: the ledger is saved as its books (not as
+the fills that made them), and of the ids it ignores duplicates by (intents answered, fills
+booked) it keeps the newest `IDS_KEPT` each: a duplicate is a re-delivery of a recent input.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import orjson
 
 from agents.base import AgentDeps
 from config.settings import PaperTradingConfig, RiskConfig
+from execution.ledger import Ledger
 from execution.paper_account import opening_ledger
 from execution.risk import (
     YEAR_MS,
@@ -67,6 +71,7 @@ from topics.trading import (
 
 STATE_KEY = "state"
 PORTFOLIO = "paper"
+IDS_KEPT = 10_000  # newest intent ids answered and fill ids booked, each (inputs since a checkpoint)
 
 
 class RiskCore:
@@ -80,17 +85,20 @@ class RiskCore:
         self.engine = RiskEngine(risk, RiskState.model_validate(saved["risk"]) if "risk" in saved else None)
         self.streams: dict[str, dict[str, Any]] = saved.get("streams", {})
         self.atrs = {key: ATR.from_state(s["atr"]) for key, s in self.streams.items()}
-        self.fills = [OrderFilled.model_validate(f) for f in saved.get("fills", [])]
         # the paper portfolio and the approved orders not yet filled
-        self.book = RiskBook(opening_ledger(paper), quote=paper.quote_asset, portfolio=PORTFOLIO,
+        ledger = Ledger.from_state(saved["ledger"]) if "ledger" in saved else opening_ledger(paper)
+        ledger.remember = IDS_KEPT
+        self.book = RiskBook(ledger, quote=paper.quote_asset, portfolio=PORTFOLIO,
                              pending=saved.get("pending", {}))
+        self.book.exchanges.update(saved.get("exchanges", {}))
         self.ledger = self.book.ledger
-        for fill in self.fills:
-            self._book(fill)
-        for stream in self.streams.values():
-            if stream["close"] is not None:
-                self.ledger.mark(stream["symbol"], Decimal(stream["close"]))
-        self.decided: set[str] = set(saved.get("decided", []))
+        if "fills" in saved:  # a state saved before the ledger was: its fills, marked at the last closes
+            for record in saved["fills"]:
+                self._fill_booked(OrderFilled.model_validate(record))
+            for stream in self.streams.values():
+                if stream["close"] is not None:
+                    self.ledger.mark(stream["symbol"], Decimal(stream["close"]))
+        self.decided: dict[str, None] = dict.fromkeys(saved.get("decided", []))  # oldest first
         self.candles_since_breakdown: int = saved.get("candles_since_breakdown", 0)
 
     @property
@@ -103,7 +111,7 @@ class RiskCore:
             self.streams[key]["atr"] = atr.to_state()
         return {
             "risk": self.engine.state.model_dump(mode="json"), "streams": self.streams,
-            "fills": [fill.model_dump(mode="json") for fill in self.fills], "decided": sorted(self.decided),
+            "ledger": self.ledger.to_state(), "exchanges": self.book.exchanges, "decided": list(self.decided),
             "pending": self.pending, "candles_since_breakdown": self.candles_since_breakdown,
         }
 
@@ -122,7 +130,9 @@ class RiskCore:
         assert isinstance(payload, OrderIntent)
         if payload.decision_id in self.decided:
             return []  # answered before (a replay after a restart): one decision per intent
-        self.decided.add(payload.decision_id)
+        self.decided[payload.decision_id] = None
+        if len(self.decided) > IDS_KEPT:
+            del self.decided[next(iter(self.decided))]
         return self._decide(env, payload)
 
     # -- market and fills --
@@ -151,15 +161,17 @@ class RiskCore:
         return [self._breakdown(env)]
 
     def _fill(self, env: Envelope[Event], fill: OrderFilled) -> list[Envelope[Event]]:
-        if not self._book(fill):
+        if not self._fill_booked(fill):
             return []  # booked before
-        self.fills.append(fill)
         self.book.filled(fill)
         return [self._breakdown(env)]
 
-    def _book(self, fill: OrderFilled) -> bool:
+    def _fill_booked(self, fill: OrderFilled) -> bool:
+        """Book `fill` in the paper portfolio; False if it was booked before."""
+        if not self.ledger.apply(fill):
+            return False
         self.book.exchanges[fill.symbol] = fill.exchange
-        return self.ledger.apply(fill)
+        return True
 
     # -- decisions --
 

@@ -331,14 +331,16 @@ class Collector:
 
     kwargs: dict[str, Any]
     topics: Sequence[str]
+    # Short: the probe should see a record as soon as the broker has it (broker.py passes the agents').
+    fetch_max_wait_ms: int = 5
     arrivals: list[Arrival] = field(default_factory=list)
     heartbeats: list[dict[str, Any]] = field(default_factory=list)  # payloads, with the envelope's ts
     _consumer: AIOKafkaConsumer | None = None
     _task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        # A short fetch wait: the probe should see a record as soon as the broker has it.
-        self._consumer = AIOKafkaConsumer(**self.kwargs, enable_auto_commit=False, fetch_max_wait_ms=5)
+        self._consumer = AIOKafkaConsumer(**self.kwargs, enable_auto_commit=False,
+                                          fetch_max_wait_ms=self.fetch_max_wait_ms)
         await self._consumer.start()
         partitions = [
             TopicPartition(topic, p)

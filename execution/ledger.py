@@ -37,6 +37,7 @@ from topics.market import CandleClosed
 from topics.orders import OrderFilled, split_symbol
 
 ZERO = Decimal(0)
+STREAM_IDS_KEPT = 10_000  # entry ids a ledger booking a stream's fills remembers (see `Ledger.remember`)
 COST_QUANTUM = Decimal("1e-18")
 _EXACT = Context(prec=200, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
 _SHARE = Context(prec=200, traps=[InvalidOperation, DivisionByZero, Overflow])
@@ -125,7 +126,12 @@ class Position:
 
 @dataclass
 class Ledger:
-    """One account's books. Mutate only through `apply` (and `mark` for prices)."""
+    """One account's books. Mutate only through `apply` (and `mark` for prices).
+
+    `remember`: how many of the newest entry ids it keeps to ignore a duplicate (None: every id).
+    A long-lived ledger fed from a stream bounds it: duplicates there are re-deliveries of recent
+    entries, and the ids would otherwise grow with every fill for the life of the account.
+    """
 
     cash: dict[str, Decimal] = field(default_factory=dict)
     positions: dict[str, Position] = field(default_factory=dict)
@@ -135,7 +141,8 @@ class Ledger:
     realised: dict[str, Decimal] = field(default_factory=dict)  # by quote asset, incl. closed positions
     version: int = 0  # entries applied
     ts: int = 0  # event time of the newest entry
-    _applied: set[str] = field(default_factory=set, repr=False)
+    remember: int | None = None
+    _applied: dict[str, None] = field(default_factory=dict, repr=False)  # entry ids, oldest first
 
     @classmethod
     def from_entries(cls, entries: Iterable[LedgerEntry]) -> Ledger:
@@ -154,7 +161,9 @@ class Ledger:
             self._transfer(entry)
         else:
             self._fill(entry)
-        self._applied.add(ident)
+        self._applied[ident] = None
+        if self.remember is not None and len(self._applied) > self.remember:
+            del self._applied[next(iter(self._applied))]
         self.version += 1
         self.ts = max(self.ts, entry.ts_event)
         return True
@@ -240,6 +249,24 @@ class Ledger:
                     _add(out, split_symbol(symbol)[0], position.quantity)
         return dict(sorted(out.items()))
 
+    def to_state(self) -> dict[str, Any]:
+        """Everything `from_state` needs to rebuild these books exactly, JSON-ready (Decimals as
+        strings); the ids it remembers included, so a duplicate is still ignored after a restore."""
+        state: dict[str, Any] = {book: _strings(getattr(self, book)) for book in _BOOKS}
+        state["positions"] = {p.symbol: [str(p.quantity), str(p.cost), str(p.realised_pnl)]
+                              for p in self.positions.values()}
+        return state | {"version": self.version, "ts": self.ts, "remember": self.remember,
+                        "applied": list(self._applied)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Ledger:
+        """The books `to_state` saved."""
+        positions = {symbol: Position(symbol, *map(Decimal, amounts))
+                     for symbol, amounts in state["positions"].items()}
+        return cls(**{book: _decimals(state[book]) for book in _BOOKS}, positions=positions,
+                   version=state["version"], ts=state["ts"], remember=state["remember"],
+                   _applied=dict.fromkeys(state["applied"]))
+
     def snapshot(self) -> dict[str, Any]:
         """The books as JSON-ready data (Decimals as strings), for storage and dashboards."""
         return {
@@ -271,3 +298,14 @@ class Ledger:
 
 def _add(book: dict[str, Decimal], asset: str, amount: Decimal) -> None:
     book[asset] = book.get(asset, ZERO) + amount
+
+
+_BOOKS = ("cash", "marks", "fees", "net_deposits", "realised")  # the Ledger's per-asset Decimal books
+
+
+def _strings(book: dict[str, Decimal]) -> dict[str, str]:
+    return {key: str(value) for key, value in book.items()}
+
+
+def _decimals(book: dict[str, str]) -> dict[str, Decimal]:
+    return {key: Decimal(value) for key, value in book.items()}

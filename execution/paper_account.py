@@ -10,7 +10,7 @@ uses the same rules by default, so its orders are the ones the paper agents woul
 from __future__ import annotations
 
 from config.settings import PaperTradingConfig
-from execution.ledger import Ledger, Transfer
+from execution.ledger import STREAM_IDS_KEPT, Ledger, Transfer
 from execution.market import Market
 from execution.paper_gateway import PaperConfig
 
@@ -19,8 +19,11 @@ OPENING_TRANSFER = "paper-opening-deposit"
 
 
 def opening_ledger(config: PaperTradingConfig) -> Ledger:
-    """A ledger holding only the starting cash, booked at event time 0."""
-    return Ledger.from_entries([opening_deposit(config)])
+    """A ledger holding only the starting cash, booked at event time 0, that remembers the newest
+    `STREAM_IDS_KEPT` entry ids (the agents book fills from streams for as long as they run)."""
+    ledger = Ledger(remember=STREAM_IDS_KEPT)
+    ledger.apply(opening_deposit(config))
+    return ledger
 
 
 def opening_deposit(config: PaperTradingConfig) -> Transfer:

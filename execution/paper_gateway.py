@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from config.errors import DomainError
 from execution import order as orders
-from execution.ledger import Ledger
+from execution.ledger import STREAM_IDS_KEPT, Ledger
 from execution.market import Market
 from execution.order import Order, OrderRequest, validate_request
 from execution.venue import UnknownOrderError
@@ -116,7 +116,7 @@ class PaperVenue:
         self._resting: dict[str, _Resting] = {}  # the open ones, in placement order
         self._ended: dict[str, None] = {}  # ended ones still in `_orders`, oldest first (see `_closed`)
         self._last_close: dict[str, Decimal] = {}  # checks a market order's notional, as venues do
-        self.ledger = Ledger()
+        self.ledger = Ledger(remember=STREAM_IDS_KEPT)  # it books its own fills, each once
         for asset, amount in sorted((balances or {}).items()):
             self.ledger.deposit(asset, amount, transfer_id=f"paper-initial-{asset}")
 

@@ -97,3 +97,21 @@ def test_execution_benchmark_quick_run_reports_decision_and_fill_latency_and_flo
     for row in rows:
         if row["metric"].startswith("candle_to_fill"):
             assert row["orders"] >= row["samples"] > 0
+
+
+@pytest.mark.slow
+def test_broker_benchmark_quick_run_reports_the_bare_hop_by_window() -> None:
+    rows = _quick_rows("broker.py")
+    assert {row["metric"] for row in rows} == {
+        f"bare_hop_at_{rate}_p{q}" for rate in (100, 1000) for q in (50, 99)
+    }
+    for row in rows:
+        assert set(row) >= FIELDS | {"windows", "targets"}, row
+        assert row["bench"] == "broker"
+        assert row["value"] > 0
+        assert row["reference_value"] > 0
+        assert row["samples"] > 0
+        assert row["reference_samples"] > 0
+        assert [w["from_s"] for w in row["windows"]] == [0, 2, 4, 6, 8]  # 10 s in 2 s windows
+        assert sum(w["samples"] for w in row["windows"]) == row["rate"] * 10  # every candle read back
+        assert row["windows"][-1]["p99" if row["metric"].endswith("p99") else "p50"] == row["value"]

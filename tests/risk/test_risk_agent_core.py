@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from agents.risk import RiskCore
@@ -206,3 +207,43 @@ def test_helpers_agree_with_numpy() -> None:  # the hand computation above is it
     xs, ys = [0.1, -0.2, 0.05, 0.3], [0.2, -0.1, 0.0, 0.25]
     assert _std(xs) == pytest.approx(float(np.std(xs, ddof=1)))
     assert _pearson(xs, ys) == pytest.approx(float(np.corrcoef(xs, ys)[0, 1]))
+
+
+# ---- saved state ----
+
+
+def test_the_saved_state_stays_small_and_a_restart_values_the_portfolio_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("agents.risk.IDS_KEPT", 5)
+    risk = core(max_symbol_exposure=D("1"), max_total_exposure=D("1"), max_open_positions=100)
+    risk.handle(bar(0, 100.0))
+    for n in range(1, 13):
+        risk.handle(intent(n))
+        risk.handle(fill(f"i{n}", "1", "100", 10 * HOUR_MS + n))
+    risk.handle(bar(20, 110.0))
+    state = risk.state()
+    assert state["decided"] == [f"i{n}" for n in range(8, 13)]  # the newest five, oldest first
+    assert len(state["ledger"]["applied"]) == 5  # the newest fills' ids, not every fill
+    assert "fills" not in state
+
+    restarted = RiskCore(risk.risk, PAPER, orjson.loads(orjson.dumps(state)))  # as saved to Redis
+    assert restarted.book.portfolio(21 * HOUR_MS) == risk.book.portfolio(21 * HOUR_MS)
+    assert restarted.book.portfolio(21 * HOUR_MS).equity == D("10120")  # 12 units bought at 100, marked 110
+    # Recent inputs read again after the restart change nothing.
+    assert restarted.handle(intent(12)) == []
+    assert restarted.handle(fill("i12", "1", "100", 10 * HOUR_MS + 12)) == []
+    assert restarted.state() == state
+
+
+def test_a_state_saved_with_its_fills_before_the_ledger_was_restores_the_same_portfolio() -> None:
+    risk = core()
+    risk.handle(bar(0, 100.0))
+    risk.handle(intent(1))
+    risk.handle(fill("i1", "20", "100", 11 * HOUR_MS))
+    risk.handle(bar(1, 104.0))
+    saved = {key: value for key, value in risk.state().items() if key not in ("ledger", "exchanges")}
+    saved["fills"] = [fill("i1", "20", "100", 11 * HOUR_MS).payload.model_dump(mode="json")]
+    restarted = RiskCore(risk.risk, PAPER, saved)
+    assert restarted.book.portfolio(2 * HOUR_MS) == risk.book.portfolio(2 * HOUR_MS)
+    assert restarted.book.portfolio(2 * HOUR_MS).equity == D("10080")
