@@ -15,7 +15,10 @@ Live venues (see `start`): built with the settings' keys at start-up and reconci
 the order store holds as open (ccxt: `reconcile` — missed fills and changes, foreign orders,
 balances; web3: `resume` of sent swaps). What that finds is published with the outputs of the
 first input. The account's ledger is seeded once from the venue's balances (one `Transfer` per
-asset, written to Postgres at once), later restored from the state or from Postgres. A live
+asset, written to Postgres at once), later restored from the state or from Postgres; whenever it
+is opened or restored from Postgres (not from the saved state) its transfers go to
+`execution.accounts` with those outputs too, so the risk agent keeps the same books (it ignores a
+transfer it has booked). A live
 venue holds connections: it is never pickled, and `close()` closes it.
 
 Exits: when an entry order fills, the decision's stop-loss, take-profit and trailing stop arm a
@@ -79,8 +82,16 @@ from memory.orders import OrderStore
 from topics.envelope import Envelope
 from topics.events import Event
 from topics.market import CandleClosed, instrument_key
-from topics.orders import OrderEvent, OrderFilled, OrderUpdated, TimeInForce
-from topics.registry import EXECUTION_REPORTS, MARKET_CANDLES, ORDERS, RISK_CONTROL, RISK_DECISIONS, TopicSpec
+from topics.orders import AccountTransfer, OrderEvent, OrderFilled, OrderUpdated, TimeInForce
+from topics.registry import (
+    EXECUTION_ACCOUNTS,
+    EXECUTION_REPORTS,
+    MARKET_CANDLES,
+    ORDERS,
+    RISK_CONTROL,
+    RISK_DECISIONS,
+    TopicSpec,
+)
 from topics.trading import KillSwitchChanged, RiskDecision, RiskModeChanged
 
 STATE_KEY = "state"
@@ -91,6 +102,7 @@ HANDLED_KEPT = 2_000
 RECENT_CANDLES = 10_000  # per paper instrument: how far behind the market a late order may still catch up
 ORDER_TYPES = {"market": "market", "limit": "limit", "stop": "stop"}
 LiveVenue = CcxtVenue | Web3Venue
+Output = OrderEvent | AccountTransfer  # what the agent publishes for an input
 VenueFactory = Callable[[Settings], Awaitable[LiveVenue]]  # the live venue `execution.venue` selects
 
 
@@ -139,7 +151,7 @@ class ExecutionState:
     kill_switch: KillSwitchChanged | None = None
     plans: dict[str, ExitPlan] = field(default_factory=dict)  # entry client order id -> its exits
     protections: dict[str, Protection] = field(default_factory=dict)  # instrument key -> armed exits
-    outbox: dict[str, list[OrderEvent]] = field(default_factory=dict)  # input event id -> its outputs
+    outbox: dict[str, list[Output]] = field(default_factory=dict)  # input event id -> its outputs
     accounts: dict[str, Ledger] = field(default_factory=dict)  # live account (`ccxt:<id>`, `web3`) -> books
 
     def __setstate__(self, saved: dict[str, Any]) -> None:
@@ -169,7 +181,7 @@ class ExecutionAgent:
 
     name: ClassVar[str] = "execution"
     consumes: ClassVar[tuple[TopicSpec, ...]] = (RISK_DECISIONS, MARKET_CANDLES, RISK_CONTROL)
-    produces: ClassVar[tuple[TopicSpec, ...]] = (ORDERS, EXECUTION_REPORTS)
+    produces: ClassVar[tuple[TopicSpec, ...]] = (ORDERS, EXECUTION_REPORTS, EXECUTION_ACCOUNTS)
 
     def __init__(self, deps: AgentDeps, *, live_venue: VenueFactory | None = None) -> None:
         """`live_venue` builds the venue `execution.venue` selects (default `make_live_venue`, from
@@ -185,7 +197,7 @@ class ExecutionAgent:
         self.live: LiveVenue | None = None  # holds connections: never in the pickled state
         self.account = ACCOUNT  # the live venue's ledger account, once there is one
         self.live_exchange: str | None = None  # whose trades that account books (kept after close())
-        self._startup: list[OrderEvent] = []  # what start-up reconciliation found: out with the first input
+        self._startup: list[Output] = []  # what start-up reconciliation found: out with the first input
         self._polled_at = -1  # close time of the candle the ccxt venue was last polled on
         # The paper venues' latest candles, for orders that come after their next candle (`_since`).
         # In memory only: after a restart a late order waits for the next candle instead.
@@ -248,10 +260,10 @@ class ExecutionAgent:
                     self.deps.log.warning("orders_never_sent", exchange=live.exchange,
                                           client_order_ids=[update.client_order_id])
             balances = await live.fetch_balances()
-        await self._open_account(balances, now)
+        opened = await self._open_account(balances, now, live.exchange)
         self._book(events)
         self.state.unsaved += events
-        self._startup = events
+        self._startup = [*opened, *events]
         held = self.state.accounts[self.account].balances()
         if {a: v for a, v in held.items() if v} != {a: v for a, v in balances.items() if v}:
             # fees in another asset, deposits or trades made by hand: the books say what CryptIQ did
@@ -261,16 +273,20 @@ class ExecutionAgent:
         self.deps.log.info("venue_reconciled", account=self.account, exchange=live.exchange,
                            events=len(events), balances={a: str(v) for a, v in balances.items()})
 
-    async def _open_account(self, balances: dict[str, Decimal], now: int) -> None:
+    async def _open_account(self, balances: dict[str, Decimal], now: int,
+                            exchange: str) -> list[AccountTransfer]:
         """The live account's books: from the saved state, else from Postgres, else opened now with
-        the venue's balances (one deposit per asset, stored at once so a lost state reopens the same)."""
+        the venue's balances (one deposit per asset, stored at once so a lost state reopens the same).
+        Returns the account's transfers to announce (none when the saved state had the books)."""
         if self.account in self.state.accounts:
-            return
+            return []
         engine = self._db()
         store = LedgerStore(engine) if engine is not None else None
         stored = await store.entries(self.account) if store is not None else []
         if stored:
-            ledger = Ledger.from_entries(entry_from_record(r.kind, r.payload) for r in stored)
+            entries = [entry_from_record(r.kind, r.payload) for r in stored]
+            ledger = Ledger.from_entries(entries)
+            deposits = [e for e in entries if isinstance(e, Transfer)]
         else:
             deposits = [Transfer(transfer_id=f"{self.account}:opening:{asset}", asset=asset,
                                  amount=amount, ts_event=now)
@@ -282,6 +298,8 @@ class ExecutionAgent:
             self.deps.log.info("account_opened", account=self.account,
                                balances={d.asset: str(d.amount) for d in deposits})
         self.state.accounts[self.account] = ledger
+        return [AccountTransfer(account=self.account, exchange=exchange, transfer_id=d.transfer_id,
+                                asset=d.asset, amount=d.amount, ts_event=d.ts_event) for d in deposits]
 
     async def close(self) -> None:
         """Close the live venue's and Postgres connections (the host calls this once, when it stops)."""
@@ -609,9 +627,13 @@ class ExecutionAgent:
         self.deps.log.info("outputs_published_again", input_event_id=env.event_id, events=len(events))
         return self._envelopes(env, events)
 
-    def _envelopes(self, env: Envelope[Event], events: list[OrderEvent]) -> list[Envelope[Event]]:
+    def _envelopes(self, env: Envelope[Event], events: list[Output]) -> list[Envelope[Event]]:
         out: list[Envelope[Event]] = []
         for event in events:
+            if isinstance(event, AccountTransfer):
+                out.append(Envelope.create(event, key=event.account, ts=event.ts_event, source=self.name,
+                                           caused_by=env, discriminator=event.transfer_id))
+                continue
             key = instrument_key(event.exchange, event.symbol)
             tag = event.trade_id if isinstance(event, OrderFilled) else f"{event.client_order_id}:{event.seq}"
             out.append(Envelope.create(event, key=key, ts=event.ts_event, source=self.name, caused_by=env,

@@ -6,28 +6,34 @@ event time, kept with an `execution.risk_book.RiskBook` as the backtest keeps it
 - the market: per instrument the last close and a streaming ATR(14) of one timeframe (the first
   one seen for it), from `market.candles`, plus the recent closes and traded value the risk
   breakdown is measured on;
-- the portfolio: a `Ledger` of the fills on `execution.reports`, opened with the paper
-  account's starting cash and marked at each close, as equity and positions at mark;
+- the portfolio of the account the intent's exchange trades in: a `Ledger` of the fills on
+  `execution.reports`, marked at each close, as equity and positions at mark. The paper account
+  opens with `paper.starting_cash`; a live venue's account (`ccxt:<exchange id>`, `web3`) opens
+  with the balances the execution agent announces on `execution.accounts` when it opens that
+  account's books, and from then on books its exchange's fills (see `RiskCore`);
 - the orders it approved that have not filled yet (`pending`): counted against the exposure and
   position limits until `execution.reports` fills them or `orders` says they ended, so intents
   repeated faster than fills come back cannot stack past a limit;
 - the switches on `risk.control`: a `KillSwitchChanged` (from `cryptiq kill-switch`, the ops API)
-  engages or releases the kill switch, a `RiskModeChanged` to `normal` resets the breaker.
+  engages or releases the kill switch, a `RiskModeChanged` to `normal` resets the breaker, in
+  every account.
 
-It publishes a `RiskModeChanged` on `risk.control` when the drawdown breaker trips, and a
-`RiskBreakdown` of the paper portfolio on `risk.breakdown` after every fill and every
-`risk.breakdown_every_candles` closed candles. Its state (engine state with the switches,
-streams, the portfolio's ledger, pending orders, the newest intents answered) is saved at each
-checkpoint, and an input it has seen is ignored, so a restart answers every intent once and exactly
-as before. The state stays the same size in a 24/7 run: the ledger is saved as its books (not as
-the fills that made them), and of the ids it ignores duplicates by (intents answered, fills
-booked) it keeps the newest `IDS_KEPT` each: a duplicate is a re-delivery of a recent input.
+It publishes a `RiskModeChanged` on `risk.control` when an account's drawdown breaker trips, and a
+`RiskBreakdown` of an account (keyed by its name) on `risk.breakdown` after each of its fills and
+transfers, and of every account each `risk.breakdown_every_candles` closed candles. Its state
+(per account the engine state, the ledger's books and the pending orders; the streams; the newest
+intents answered) is saved at each checkpoint, and an input it has seen is ignored, so a restart
+answers every intent once and exactly as before. The state stays the same size in a 24/7 run: a
+ledger is saved as its books (not as the fills that made them), and of the ids it ignores
+duplicates by (intents answered, fills booked) it keeps the newest `IDS_KEPT` each: a duplicate is
+a re-delivery of a recent input.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -35,7 +41,7 @@ import orjson
 
 from agents.base import AgentDeps
 from config.settings import PaperTradingConfig, RiskConfig
-from execution.ledger import Ledger
+from execution.ledger import Ledger, Transfer
 from execution.paper_account import opening_ledger
 from execution.risk import (
     YEAR_MS,
@@ -50,8 +56,9 @@ from indicators.streaming import ATR
 from topics.envelope import Envelope
 from topics.events import Event
 from topics.market import CandleClosed, instrument_key, timeframe_ms
-from topics.orders import OrderFilled, OrderUpdated
+from topics.orders import AccountTransfer, OrderFilled, OrderUpdated
 from topics.registry import (
+    EXECUTION_ACCOUNTS,
     EXECUTION_REPORTS,
     MARKET_CANDLES,
     ORDERS,
@@ -70,72 +77,127 @@ from topics.trading import (
 )
 
 STATE_KEY = "state"
-PORTFOLIO = "paper"
+PORTFOLIO = "paper"  # the paper account: every exchange no live account books trades on
 IDS_KEPT = 10_000  # newest intent ids answered and fill ids booked, each (inputs since a checkpoint)
 
 
+@dataclass
+class Account:
+    """One portfolio risk decides against: its engine (peak and day-start equity; the switches are
+    the same in every account's) and its book (the ledger at mark, orders approved not yet filled)."""
+
+    engine: RiskEngine
+    book: RiskBook
+
+    @classmethod
+    def open(cls, risk: RiskConfig, name: str, quote: str, ledger: Ledger, *, state: RiskState | None = None,
+             pending: dict[str, dict[str, str]] | None = None) -> Account:
+        ledger.remember = IDS_KEPT
+        return cls(RiskEngine(risk, state), RiskBook(ledger, quote=quote, portfolio=name, pending=pending))
+
+    @classmethod
+    def restore(cls, risk: RiskConfig, name: str, quote: str, saved: dict[str, Any]) -> Account:
+        account = cls.open(risk, name, quote, Ledger.from_state(saved["ledger"]),
+                           state=RiskState.model_validate(saved["risk"]), pending=saved["pending"])
+        account.book.exchanges.update(saved["exchanges"])
+        return account
+
+    def state(self) -> dict[str, Any]:
+        return {"risk": self.engine.state.model_dump(mode="json"), "ledger": self.book.ledger.to_state(),
+                "exchanges": self.book.exchanges, "pending": self.book.pending}
+
+
 class RiskCore:
-    """Intents, candles, fills, order changes and switches in; decisions, breaker changes and risk
-    breakdowns out. Time from the inputs only."""
+    """Intents, candles, fills, transfers, order changes and switches in; decisions, breaker changes
+    and risk breakdowns out. Time from the inputs only.
+
+    Accounts: the paper account (opened with `paper.starting_cash`) books the fills of every
+    exchange, except those of an exchange whose live account `execution.accounts` has announced
+    (`AccountTransfer`, e.g. the venue's balances when the execution agent opened `ccxt:binance`):
+    that account books them, and intents on that exchange are sized against it.
+    """
 
     def __init__(self, risk: RiskConfig, paper: PaperTradingConfig, state: dict[str, Any] | None = None):
         saved = state or {}
         self.risk = risk
         self.paper = paper
-        self.engine = RiskEngine(risk, RiskState.model_validate(saved["risk"]) if "risk" in saved else None)
         self.streams: dict[str, dict[str, Any]] = saved.get("streams", {})
         self.atrs = {key: ATR.from_state(s["atr"]) for key, s in self.streams.items()}
-        # the paper portfolio and the approved orders not yet filled
-        ledger = Ledger.from_state(saved["ledger"]) if "ledger" in saved else opening_ledger(paper)
-        ledger.remember = IDS_KEPT
-        self.book = RiskBook(ledger, quote=paper.quote_asset, portfolio=PORTFOLIO,
-                             pending=saved.get("pending", {}))
-        self.book.exchanges.update(saved.get("exchanges", {}))
-        self.ledger = self.book.ledger
-        if "fills" in saved:  # a state saved before the ledger was: its fills, marked at the last closes
-            for record in saved["fills"]:
-                self._fill_booked(OrderFilled.model_validate(record))
-            for stream in self.streams.values():
-                if stream["close"] is not None:
-                    self.ledger.mark(stream["symbol"], Decimal(stream["close"]))
+        self.accounts = {name: Account.restore(risk, name, paper.quote_asset, account)
+                         for name, account in saved.get("accounts", {}).items()}
+        self.venues: dict[str, str] = saved.get("venues", {})  # exchange -> its live account
+        if PORTFOLIO not in self.accounts:  # a first start, or a state saved before accounts were
+            switches = RiskState.model_validate(saved["risk"]) if "risk" in saved else None
+            self.accounts[PORTFOLIO] = Account.open(risk, PORTFOLIO, paper.quote_asset, opening_ledger(paper),
+                                                    state=switches, pending=saved.get("pending"))
+        # a state saved before accounts were: the paper account's fills, marked at the last closes
+        for record in saved.get("fills", ()):
+            self._fill_booked(OrderFilled.model_validate(record))
+        for stream in self.streams.values() if "fills" in saved else ():
+            if stream["close"] is not None:
+                self.ledger.mark(stream["symbol"], Decimal(stream["close"]))
         self.decided: dict[str, None] = dict.fromkeys(saved.get("decided", []))  # oldest first
         self.candles_since_breakdown: int = saved.get("candles_since_breakdown", 0)
 
     @property
+    def engine(self) -> RiskEngine:
+        """The paper account's engine (the switches are every account's)."""
+        return self.accounts[PORTFOLIO].engine
+
+    @property
+    def book(self) -> RiskBook:
+        return self.accounts[PORTFOLIO].book
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.book.ledger
+
+    @property
     def pending(self) -> dict[str, dict[str, str]]:
-        """Client order id -> the approved order not yet filled (`RiskBook.pending`)."""
+        """The paper account's approved orders not yet filled, by client order id (`RiskBook.pending`)."""
         return self.book.pending
+
+    def account(self, exchange: str) -> Account:
+        """The account trades on `exchange` are booked in."""
+        return self.accounts[self.venues.get(exchange, PORTFOLIO)]
 
     def state(self) -> dict[str, Any]:
         for key, atr in self.atrs.items():
             self.streams[key]["atr"] = atr.to_state()
         return {
-            "risk": self.engine.state.model_dump(mode="json"), "streams": self.streams,
-            "ledger": self.ledger.to_state(), "exchanges": self.book.exchanges, "decided": list(self.decided),
-            "pending": self.pending, "candles_since_breakdown": self.candles_since_breakdown,
+            "accounts": {name: account.state() for name, account in self.accounts.items()},
+            "venues": self.venues, "streams": self.streams, "decided": list(self.decided),
+            "candles_since_breakdown": self.candles_since_breakdown,
         }
 
     def handle(self, env: Envelope[Event]) -> list[Envelope[Event]]:
         payload = env.payload
+        if isinstance(payload, OrderIntent):
+            return self._intent(env, payload)
         if isinstance(payload, CandleClosed):
             return self._candle(env, payload)
         if isinstance(payload, OrderFilled):
             return self._fill(env, payload)
+        if isinstance(payload, AccountTransfer):
+            return self._transfer(env, payload)
         if isinstance(payload, OrderUpdated):
-            self.book.order_changed(payload)
-            return []
-        if isinstance(payload, KillSwitchChanged | RiskModeChanged):
-            self.engine.apply(payload)
-            return []
-        assert isinstance(payload, OrderIntent)
-        if payload.decision_id in self.decided:
+            for account in self.accounts.values():  # the book that approved the order tracks it
+                account.book.order_changed(payload)
+        else:
+            assert isinstance(payload, KillSwitchChanged | RiskModeChanged)
+            for account in self.accounts.values():
+                account.engine.apply(payload)
+        return []
+
+    def _intent(self, env: Envelope[Event], intent: OrderIntent) -> list[Envelope[Event]]:
+        if intent.decision_id in self.decided:
             return []  # answered before (a replay after a restart): one decision per intent
-        self.decided[payload.decision_id] = None
+        self.decided[intent.decision_id] = None
         if len(self.decided) > IDS_KEPT:
             del self.decided[next(iter(self.decided))]
-        return self._decide(env, payload)
+        return self._decide(env, intent)
 
-    # -- market and fills --
+    # -- market, fills and transfers --
 
     def _candle(self, env: Envelope[Event], candle: CandleClosed) -> list[Envelope[Event]]:
         key = instrument_key(candle.exchange, candle.symbol)
@@ -151,34 +213,53 @@ class RiskCore:
         history = stream.setdefault("history", [])
         history.append([candle.open_time, candle.close, candle.close * candle.volume])
         del history[: -(self.risk.breakdown_window + 1)]
-        self.ledger.mark_candle(candle)
+        for account in self.accounts.values():
+            account.book.ledger.mark_candle(candle)
         every = self.risk.breakdown_every_candles
         if every == 0:
             return []
         self.candles_since_breakdown += 1
         if self.candles_since_breakdown < every:
             return []
-        return [self._breakdown(env)]
+        return [self._breakdown(env, account) for account in self.accounts.values()]
 
     def _fill(self, env: Envelope[Event], fill: OrderFilled) -> list[Envelope[Event]]:
         if not self._fill_booked(fill):
             return []  # booked before
-        self.book.filled(fill)
-        return [self._breakdown(env)]
+        for account in self.accounts.values():  # the book that approved the order tracks it
+            account.book.filled(fill)
+        return [self._breakdown(env, self.account(fill.exchange))]
 
     def _fill_booked(self, fill: OrderFilled) -> bool:
-        """Book `fill` in the paper portfolio; False if it was booked before."""
-        if not self.ledger.apply(fill):
+        """Book `fill` in its account; False if it was booked before."""
+        book = self.account(fill.exchange).book
+        if not book.ledger.apply(fill):
             return False
-        self.book.exchanges[fill.symbol] = fill.exchange
+        book.exchanges[fill.symbol] = fill.exchange
         return True
+
+    def _transfer(self, env: Envelope[Event], transfer: AccountTransfer) -> list[Envelope[Event]]:
+        """Money into or out of a live account; its first transfer opens it, with the switches as
+        they are now, and from then on it books its exchange's fills and sizes its intents."""
+        if transfer.account not in self.accounts:
+            now = self.engine.state
+            switches = RiskState(kill_switch=now.kill_switch, risk_mode=now.risk_mode)
+            ledger = Ledger(marks=dict(self.ledger.marks))  # valued at the closes seen so far
+            self.accounts[transfer.account] = Account.open(
+                self.risk, transfer.account, self.paper.quote_asset, ledger, state=switches)
+        self.venues[transfer.exchange] = transfer.account
+        account = self.accounts[transfer.account]
+        booked = account.book.ledger.apply(Transfer(transfer_id=transfer.transfer_id, asset=transfer.asset,
+                                                    amount=transfer.amount, ts_event=transfer.ts_event))
+        return [self._breakdown(env, account)] if booked else []
 
     # -- decisions --
 
     def _decide(self, env: Envelope[Event], intent: OrderIntent) -> list[Envelope[Event]]:
-        portfolio = self.book.portfolio(env.ts)
+        account = self.account(intent.exchange)
+        portfolio = account.book.portfolio(env.ts)
         out: list[Envelope[Event]] = []
-        tripped = self.engine.observe(portfolio)
+        tripped = account.engine.observe(portfolio)
         if tripped is not None:
             out.append(Envelope.create(tripped, key="risk_mode", ts=env.ts, source=RiskAgent.name,
                                        caused_by=env, discriminator="risk_mode"))
@@ -194,16 +275,16 @@ class RiskCore:
         else:
             atr = stream.get("atr_value") if stream else None
             market = MarketSnapshot(price=price, atr=None if atr is None else Decimal(atr))
-            decision = self.book.decide(self.engine, intent, portfolio, market)
+            decision = account.book.decide(account.engine, intent, portfolio, market)
         out.append(Envelope.create(decision, key=intent.key, ts=env.ts, source=RiskAgent.name, caused_by=env,
                                    discriminator=intent.decision_id))
         return out
 
     # -- the risk picture --
 
-    def breakdown(self, ts: int) -> RiskBreakdown:
-        """The paper portfolio's risk breakdown at `ts` from the candles and fills seen so far."""
-        portfolio = self.book.portfolio(ts)
+    def breakdown(self, ts: int, account: Account) -> RiskBreakdown:
+        """`account`'s risk breakdown at `ts` from the candles and fills seen so far."""
+        portfolio = account.book.portfolio(ts)
         window = self.risk.breakdown_window
         histories = {p.key: self.streams[p.key].get("history", []) for p in portfolio.positions
                      if p.key in self.streams}
@@ -214,18 +295,18 @@ class RiskCore:
         return risk_breakdown(portfolio, returns=aligned_log_returns(closes, window),
                               quote_volumes=volumes, periods_per_year=periods)
 
-    def _breakdown(self, env: Envelope[Event]) -> Envelope[Event]:
+    def _breakdown(self, env: Envelope[Event], account: Account) -> Envelope[Event]:
         self.candles_since_breakdown = 0
-        return Envelope.create(self.breakdown(env.ts), key=PORTFOLIO, ts=env.ts, source=RiskAgent.name,
-                               caused_by=env, discriminator=env.event_id)
+        return Envelope.create(self.breakdown(env.ts, account), key=account.book.name, ts=env.ts,
+                               source=RiskAgent.name, caused_by=env, discriminator=env.event_id)
 
 
 class RiskAgent:
-    """Sizes, stops and limits every intent against the paper portfolio: one decision per intent."""
+    """Sizes, stops and limits every intent against its account's portfolio: one decision per intent."""
 
     name: ClassVar[str] = "risk"
     consumes: ClassVar[tuple[TopicSpec, ...]] = (
-        STRATEGY_INTENTS, MARKET_CANDLES, EXECUTION_REPORTS, ORDERS, RISK_CONTROL,
+        STRATEGY_INTENTS, MARKET_CANDLES, EXECUTION_REPORTS, EXECUTION_ACCOUNTS, ORDERS, RISK_CONTROL,
     )
     produces: ClassVar[tuple[TopicSpec, ...]] = (RISK_DECISIONS, RISK_CONTROL, RISK_BREAKDOWN)
 

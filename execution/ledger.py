@@ -37,7 +37,7 @@ from topics.market import CandleClosed
 from topics.orders import OrderFilled, split_symbol
 
 ZERO = Decimal(0)
-STREAM_IDS_KEPT = 10_000  # entry ids a ledger booking a stream's fills remembers (see `Ledger.remember`)
+STREAM_IDS_KEPT = 10_000  # fill ids a ledger booking a stream's fills remembers (see `Ledger.remember`)
 COST_QUANTUM = Decimal("1e-18")
 _EXACT = Context(prec=200, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
 _SHARE = Context(prec=200, traps=[InvalidOperation, DivisionByZero, Overflow])
@@ -128,9 +128,10 @@ class Position:
 class Ledger:
     """One account's books. Mutate only through `apply` (and `mark` for prices).
 
-    `remember`: how many of the newest entry ids it keeps to ignore a duplicate (None: every id).
+    `remember`: how many of the newest fill ids it keeps to ignore a duplicate (None: every id).
     A long-lived ledger fed from a stream bounds it: duplicates there are re-deliveries of recent
-    entries, and the ids would otherwise grow with every fill for the life of the account.
+    fills, and the ids would otherwise grow with every fill for the life of the account. Transfer
+    ids are all kept: they are few, and an opening deposit announced again must never book twice.
     """
 
     cash: dict[str, Decimal] = field(default_factory=dict)
@@ -142,7 +143,8 @@ class Ledger:
     version: int = 0  # entries applied
     ts: int = 0  # event time of the newest entry
     remember: int | None = None
-    _applied: dict[str, None] = field(default_factory=dict, repr=False)  # entry ids, oldest first
+    _applied: dict[str, None] = field(default_factory=dict, repr=False)  # fill ids, oldest first
+    _transfers: set[str] = field(default_factory=set, repr=False)  # transfer ids
 
     @classmethod
     def from_entries(cls, entries: Iterable[LedgerEntry]) -> Ledger:
@@ -155,15 +157,18 @@ class Ledger:
     def apply(self, entry: LedgerEntry) -> bool:
         """Book `entry`; False (and nothing changes) if an entry with its id was booked before."""
         ident = entry_id(entry)
-        if ident in self._applied:
+        if ident in self._applied or ident in self._transfers:
             return False
         if isinstance(entry, Transfer):
             self._transfer(entry)
         else:
             self._fill(entry)
-        self._applied[ident] = None
-        if self.remember is not None and len(self._applied) > self.remember:
-            del self._applied[next(iter(self._applied))]
+        if isinstance(entry, Transfer):
+            self._transfers.add(ident)
+        else:
+            self._applied[ident] = None
+            if self.remember is not None and len(self._applied) > self.remember:
+                del self._applied[next(iter(self._applied))]
         self.version += 1
         self.ts = max(self.ts, entry.ts_event)
         return True
@@ -256,7 +261,7 @@ class Ledger:
         state["positions"] = {p.symbol: [str(p.quantity), str(p.cost), str(p.realised_pnl)]
                               for p in self.positions.values()}
         return state | {"version": self.version, "ts": self.ts, "remember": self.remember,
-                        "applied": list(self._applied)}
+                        "applied": list(self._applied), "transfers": sorted(self._transfers)}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Ledger:
@@ -265,7 +270,7 @@ class Ledger:
                      for symbol, amounts in state["positions"].items()}
         return cls(**{book: _decimals(state[book]) for book in _BOOKS}, positions=positions,
                    version=state["version"], ts=state["ts"], remember=state["remember"],
-                   _applied=dict.fromkeys(state["applied"]))
+                   _applied=dict.fromkeys(state["applied"]), _transfers=set(state["transfers"]))
 
     def snapshot(self) -> dict[str, Any]:
         """The books as JSON-ready data (Decimals as strings), for storage and dashboards."""

@@ -96,4 +96,22 @@ class OrderFilled(Event):
     ts_event: int = Field(ge=0, description="event time of the fill, UTC ms")
 
 
+@register_event
+class AccountTransfer(Event):
+    """Money moved into (amount > 0) or out of (amount < 0) a trading account, as its ledger booked
+    it: today a live venue's opening balances, one per asset, when the execution agent opens that
+    account's books. With the account's fills (`execution.reports`, on `exchange`) it is everything
+    a reader needs to keep the account's books, as the risk agent does to size live orders."""
+
+    TYPE: ClassVar[str] = "AccountTransfer"
+    VERSION: ClassVar[int] = 1
+
+    account: str = Field(min_length=1, description="the ledger account, e.g. ccxt:binance")
+    exchange: str = Field(min_length=1, description="the exchange whose trades this account books")
+    transfer_id: str = Field(min_length=1, description="unique per transfer: a reader books each once")
+    asset: str = Field(min_length=1)
+    amount: Decimal = Field(description="signed: > 0 in, < 0 out")
+    ts_event: int = Field(ge=0, description="event time of the transfer, UTC ms")
+
+
 OrderEvent = OrderUpdated | OrderFilled

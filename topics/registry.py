@@ -14,7 +14,7 @@ from topics.control import AgentPauseChanged, StrategyOverridden
 from topics.events import Event
 from topics.market import CandleClosed, MarketScan, TickerUpdated, TradeExecuted
 from topics.orchestration import StreamStateChanged
-from topics.orders import OrderFilled, OrderUpdated
+from topics.orders import AccountTransfer, OrderFilled, OrderUpdated
 from topics.regime import RegimeChanged
 from topics.system import AgentFailed, AgentHeartbeat, AlertRaised, DeadLettered, EchoObserved
 from topics.technical import TechnicalSignal
@@ -79,6 +79,11 @@ ORDERS = TopicSpec(
 EXECUTION_REPORTS = TopicSpec(
     "execution.reports", "Fills: price, quantity, fee and liquidity of each execution", "exchange:symbol",
     (OrderFilled,), retention_ms=30 * DAY_MS,
+)
+EXECUTION_ACCOUNTS = TopicSpec(
+    "execution.accounts", "Money moved into or out of a trading account as its books record it (a live "
+    "venue's opening balances); kept for good: with the fills it is the account's whole history",
+    "account", (AccountTransfer,), partitions=1, retention_ms=None,
 )
 STRATEGY_INTENTS = TopicSpec(
     "strategy.intents", "Strategies' proposals to trade, for risk to approve", "exchange:symbol",
@@ -171,7 +176,7 @@ class TopicRegistry:
 REGISTRY = TopicRegistry((
     MARKET_CANDLES, MARKET_TICKERS, MARKET_TRADES, MARKET_SCAN, ALERTS, ALERT_NOTIFICATIONS, AGENTS_HEARTBEAT,
     DEADLETTER,
-    DIAGNOSTICS_ECHO, SIGNALS_TECHNICAL, ORDERS, EXECUTION_REPORTS,
+    DIAGNOSTICS_ECHO, SIGNALS_TECHNICAL, ORDERS, EXECUTION_REPORTS, EXECUTION_ACCOUNTS,
     STRATEGY_INTENTS, RISK_DECISIONS, RISK_BREAKDOWN, RISK_CONTROL, REGIME, CONTROL_COMMANDS,
     ORCHESTRATOR_STATE, STRATEGIES_RANKINGS,
 ))

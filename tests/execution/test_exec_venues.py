@@ -29,9 +29,10 @@ from test_web3_venue import Chain, chain  # noqa: F401 (the module-scoped eth-te
 import infra
 from agents.base import AgentDeps
 from agents.execution import ExecutionAgent, LiveVenue
+from agents.risk import RiskCore
 from config import Settings, load_settings
 from config.errors import ConfigError, RetriableError
-from config.settings import ExchangeConfig, ExecutionConfig, PostgresConfig
+from config.settings import ExchangeConfig, ExecutionConfig, PaperTradingConfig, PostgresConfig, RiskConfig
 from execution.ccxt_venue import CcxtVenue
 from execution.order import client_order_id
 from execution.paper_account import ACCOUNT
@@ -44,8 +45,8 @@ from memory.orders import OrderStore
 from memory.ports import InMemoryStateStore
 from topics.envelope import Envelope
 from topics.events import Event
-from topics.orders import OrderFilled, OrderUpdated
-from topics.registry import EXECUTION_REPORTS, ORDERS, REGISTRY
+from topics.orders import AccountTransfer, OrderFilled, OrderUpdated
+from topics.registry import EXECUTION_ACCOUNTS, EXECUTION_REPORTS, ORDERS, REGISTRY
 from topics.trading import KillSwitchChanged, PortfolioSnapshot, RiskDecision
 
 D = Decimal
@@ -98,10 +99,15 @@ def at(env: Envelope[Event], ts: int) -> Envelope[Event]:
     return Envelope.create(env.payload, key=env.key, ts=ts, source="test")
 
 
+OPENED = ["ccxt:binance +0.5 BTC", "ccxt:binance +1000 USDT"]  # the account's transfers, as `described`
+
+
 def described(out: list[Envelope[Event]]) -> list[str]:
-    """Each output in short: an order's status, or `fill <quantity>@<price>`."""
+    """Each output in short: an order's status, `fill <quantity>@<price>` or `<account> +<amount> <asset>`."""
     return [
         e.payload.status if isinstance(e.payload, OrderUpdated)
+        else f"{e.payload.account} {e.payload.amount.normalize():+f} {e.payload.asset}"
+        if isinstance(e.payload, AccountTransfer)
         else f"fill {e.payload.quantity.normalize():f}@{e.payload.price.normalize():f}"  # type: ignore[attr-defined]
         for e in out
     ]
@@ -144,9 +150,14 @@ async def test_an_approved_decision_is_placed_at_the_exchange_reported_and_booke
     assert (create.params["newClientOrderId"], create.params["side"], create.params["type"]) == (
         cid, "BUY", "MARKET")
     assert D(create.params["quantity"]) == D("0.002")
-    assert described(out) == ["new", "submitted", "filled", "fill 0.002@43500"]
+    # the account's opening balances first (for the risk agent's books), with the first input's outputs
+    assert described(out) == [*OPENED, "new", "submitted", "filled", "fill 0.002@43500"]
     topics = [REGISTRY.topic_of(type(e.payload)) for e in out]
-    assert topics == [ORDERS, ORDERS, ORDERS, EXECUTION_REPORTS]
+    assert topics == [EXECUTION_ACCOUNTS, EXECUTION_ACCOUNTS, ORDERS, ORDERS, ORDERS, EXECUTION_REPORTS]
+    assert [(e.key, e.payload.exchange, e.payload.transfer_id) for e in out[:2]] == [  # type: ignore[attr-defined]
+        ("ccxt:binance", "binance", "ccxt:binance:opening:BTC"),
+        ("ccxt:binance", "binance", "ccxt:binance:opening:USDT"),
+    ]
     fill = out[-1].payload
     assert isinstance(fill, OrderFilled)
     assert (fill.exchange, fill.fee, fill.fee_asset) == ("binance", D("0.087"), "USDT")
@@ -157,6 +168,12 @@ async def test_an_approved_decision_is_placed_at_the_exchange_reported_and_booke
     assert books.cash == {"BTC": D("0.5"), "USDT": D("1000") - D("87") - D("0.087")}
     assert agent.state.ledger.positions == {}  # the paper account saw nothing
     assert agent.state.protections["binance:BTC/USDT"].stop == D("42000")  # exits armed by the fill
+    risk = RiskCore(RiskConfig(), PaperTradingConfig())  # what the risk agent makes of these outputs
+    for env in out:
+        risk.handle(env)
+    assert risk.account("binance").book.ledger.cash == books.cash
+    assert risk.account("binance").book.ledger.positions == books.positions
+    assert risk.ledger.positions == {}
 
     await agent.checkpoint()
     await agent.close()
@@ -221,7 +238,7 @@ async def test_a_lost_reply_is_retried_by_the_runtime_and_the_order_is_not_sent_
     with pytest.raises(RetriableError):
         await agent.handle(env)
     out = await agent.handle(env)  # the runtime's retry of the same input
-    assert described(out) == ["new", "submitted", "filled", "fill 0.002@43500"]
+    assert described(out) == [*OPENED, "new", "submitted", "filled", "fill 0.002@43500"]
     assert len(exchange.creates()) == 1
     assert agent.state.accounts["ccxt:binance"].positions["BTC/USDT"].quantity == D("0.002")
     await agent.close()
@@ -236,7 +253,7 @@ async def test_a_fill_while_the_agent_was_down_is_reconciled_at_start_up(
     first = ccxt_agent(config, exchange, store)
     await first.start()
     limit = at(decision("live-rest", entry_type="limit", entry_price=D("43000")), T0)
-    assert described(await first.handle(limit)) == ["new", "submitted"]  # it rests at the exchange
+    assert described(await first.handle(limit)) == [*OPENED, "new", "submitted"]  # it rests at the exchange
     await first.checkpoint()  # committed: the order store holds it as submitted
     await first.close()
     cid = client_order_id("live-rest")
@@ -250,7 +267,7 @@ async def test_a_fill_while_the_agent_was_down_is_reconciled_at_start_up(
                              close=43050.0, volume=10.0)
     out = await second.handle(candle)  # the first input carries what start-up found
 
-    assert described(out) == ["filled", "fill 0.002@43000"]
+    assert described(out) == ["filled", "fill 0.002@43000"]  # books from the saved state: no transfers
     assert [e.payload.seq for e in out if isinstance(e.payload, OrderUpdated)] == [2]
     assert len(exchange.creates()) == 1
     books = second.state.accounts["ccxt:binance"]
@@ -264,6 +281,16 @@ async def test_a_fill_while_the_agent_was_down_is_reconciled_at_start_up(
     assert (order.status, order.filled_quantity) == ("filled", D("0.002"))
     assert [f.fee for f in fills] == [D("0.05")]
 
+    # Its saved state lost, a third start reopens the books from Postgres and announces the opening
+    # transfers again (a reader that booked them ignores them by id), not the balances of today.
+    third = ccxt_agent(config, exchange, InMemoryStateStore())
+    await third.start()
+    later = candle_envelope(open_time=T0 - T0 % HOUR_MS + HOUR_MS, open=43000.0, high=43100.0, low=42900.0,
+                            close=43050.0, volume=10.0)
+    assert described(await third.handle(later)) == OPENED
+    assert third.state.accounts["ccxt:binance"].positions["BTC/USDT"].quantity == D("0.002")
+    await third.close()
+
 
 async def test_fills_of_a_resting_order_are_polled_on_candles_of_its_exchange(
     settings: Settings, database: str
@@ -272,7 +299,7 @@ async def test_fills_of_a_resting_order_are_polled_on_candles_of_its_exchange(
     agent = ccxt_agent(live_settings(settings, database, "ccxt:binance"), exchange)
     await agent.start()
     limit = at(decision("live-poll", entry_type="limit", entry_price=D("43000")), T0)
-    assert described(await agent.handle(limit)) == ["new", "submitted"]
+    assert described(await agent.handle(limit)) == [*OPENED, "new", "submitted"]
     cid = client_order_id("live-poll")
     exchange.fill(cid, "0.001", "43000", fee="0.02")
     hour = T0 - T0 % HOUR_MS
@@ -298,7 +325,7 @@ async def test_the_kill_switch_cancels_our_orders_at_the_exchange_and_leaves_for
     agent = ccxt_agent(live_settings(settings, database, "ccxt:binance"), exchange, log=log)
     await agent.start()
     limit = at(decision("live-kill", entry_type="limit", entry_price=D("43000")), T0)
-    assert described(await agent.handle(limit)) == ["new", "submitted"]
+    assert described(await agent.handle(limit)) == [*OPENED, "new", "submitted"]
     exchange.place_by_hand("by-hand-1", "sell", "0.001", "50000")  # someone else's order on the account
     switch = KillSwitchChanged(engaged=True, actor="ops", reason="test", at=T0 + 10)
     out = await agent.handle(Envelope.create(switch, key="kill-switch", ts=T0 + 10, source="test"))
@@ -345,8 +372,8 @@ async def test_the_web3_venue_selected_by_config_swaps_an_approved_decision(
     env = at(swap, now)
     out = await agent.handle(env)
 
-    assert [d.split()[0] for d in described(out)] == ["new", "submitted", "filled", "fill"]
-    submitted, fill = out[1].payload, out[-1].payload
+    assert [d.split()[0] for d in described(out)] == ["web3"] * 3 + ["new", "submitted", "filled", "fill"]
+    submitted, fill = out[4].payload, out[-1].payload
     assert isinstance(submitted, OrderUpdated)
     assert isinstance(fill, OrderFilled)
     receipt = await chain.w3.eth.get_transaction_receipt(submitted.venue_order_id)  # type: ignore[arg-type]
@@ -377,7 +404,8 @@ async def test_a_swap_whose_receipt_comes_late_is_settled_on_a_later_candle(
     now = await chain.now_ms()
     tester.disable_auto_mine_transactions()
     try:
-        assert described(await agent.handle(at(swap, now))) == ["new", "submitted"]  # no receipt yet
+        sent = described(await agent.handle(at(swap, now)))
+        assert [d.split()[0] for d in sent] == ["web3"] * 3 + ["new", "submitted"]  # no receipt yet
         tester.mine_blocks(1)
     finally:
         tester.enable_auto_mine_transactions()

@@ -186,15 +186,17 @@ def test_books_saved_as_state_and_restored_go_on_exactly_as_the_original(ops: li
     conserved(restored)
 
 
-def test_a_ledger_that_remembers_n_ids_ignores_recent_duplicates_only() -> None:
+def test_a_ledger_that_remembers_n_fill_ids_ignores_recent_duplicate_fills_and_every_transfer() -> None:
     ledger = Ledger(remember=2)
     ledger.deposit("USDT", D("1000"), transfer_id="start")
     fills = [filled("BTC/USDT", "buy", "0.001", "50000", n=n) for n in range(3)]
     assert [ledger.apply(f) for f in fills] == [True, True, True]
     assert ledger.to_state()["applied"] == ["fill:t-1", "fill:t-2"]  # the newest two, oldest first
+    assert ledger.to_state()["transfers"] == ["transfer:start"]  # every transfer
     assert ledger.apply(fills[2]) is False
     restored = Ledger.from_state(ledger.to_state())
     assert restored.apply(fills[1]) is False
+    assert restored.deposit("USDT", D("1000"), transfer_id="start") is False  # older, but a transfer
     # An entry older than what it remembers is booked again: the bound is for streams, whose
     # duplicates are re-deliveries of recent entries.
     assert restored.apply(fills[0]) is True

@@ -18,7 +18,7 @@ from execution.risk import aligned_log_returns
 from factories import HOUR_MS, candle_envelope
 from topics.envelope import Envelope
 from topics.events import Event
-from topics.orders import OrderFilled, OrderUpdated
+from topics.orders import AccountTransfer, OrderFilled, OrderUpdated
 from topics.trading import KillSwitchChanged, OrderIntent, RiskBreakdown, RiskDecision, RiskModeChanged
 
 D = Decimal
@@ -224,7 +224,7 @@ def test_the_saved_state_stays_small_and_a_restart_values_the_portfolio_as_befor
     risk.handle(bar(20, 110.0))
     state = risk.state()
     assert state["decided"] == [f"i{n}" for n in range(8, 13)]  # the newest five, oldest first
-    assert len(state["ledger"]["applied"]) == 5  # the newest fills' ids, not every fill
+    assert len(state["accounts"]["paper"]["ledger"]["applied"]) == 5  # the newest fills' ids, not every fill
     assert "fills" not in state
 
     restarted = RiskCore(risk.risk, PAPER, orjson.loads(orjson.dumps(state)))  # as saved to Redis
@@ -242,8 +242,50 @@ def test_a_state_saved_with_its_fills_before_the_ledger_was_restores_the_same_po
     risk.handle(intent(1))
     risk.handle(fill("i1", "20", "100", 11 * HOUR_MS))
     risk.handle(bar(1, 104.0))
-    saved = {key: value for key, value in risk.state().items() if key not in ("ledger", "exchanges")}
-    saved["fills"] = [fill("i1", "20", "100", 11 * HOUR_MS).payload.model_dump(mode="json")]
+    now = risk.state()
+    paper = now["accounts"]["paper"]
+    saved = {"risk": paper["risk"], "pending": paper["pending"], "streams": now["streams"],  # as saved then
+             "decided": now["decided"], "candles_since_breakdown": now["candles_since_breakdown"],
+             "fills": [fill("i1", "20", "100", 11 * HOUR_MS).payload.model_dump(mode="json")]}
     restarted = RiskCore(risk.risk, PAPER, saved)
     assert restarted.book.portfolio(2 * HOUR_MS) == risk.book.portfolio(2 * HOUR_MS)
     assert restarted.book.portfolio(2 * HOUR_MS).equity == D("10080")
+
+
+# ---- a live venue's account ----
+
+
+def funded(amount: str, ts: int, n: int = 0) -> Envelope[Event]:
+    payload = AccountTransfer(account="ccxt:binance", exchange="binance", asset="USDT", amount=D(amount),
+                              transfer_id=f"ccxt:binance:opening:{n}", ts_event=ts)
+    return Envelope.create(payload, key=payload.account, ts=ts, source="execution",
+                           discriminator=payload.transfer_id)
+
+
+def test_a_live_accounts_intents_are_sized_against_its_own_books_and_the_rest_stay_on_paper() -> None:
+    risk = core()  # 1 % of equity at risk over a stop 5 away
+    risk.handle(bar(0, 100.0))
+    risk.handle(candle_envelope(exchange="kraken", open=100.0, high=100.0, low=100.0, close=100.0))
+    assert decisions(risk.handle(intent(1)))[0].size == D("20")  # 1 % of the paper 10,000: 100 / 5
+    risk.handle(switch(True, HOUR_MS, "drill"))  # a live account opened later has the switch on too
+    (opened,) = breakdowns(risk.handle(funded("1000", 2 * HOUR_MS)))
+    assert (opened.portfolio, opened.equity) == ("ccxt:binance", D("1000"))
+    assert risk.handle(funded("1000", 2 * HOUR_MS)) == []  # announced again: booked once
+    assert decisions(risk.handle(intent(2)))[0].verdict == "rejected"
+    risk.handle(switch(False, 3 * HOUR_MS, "drill over"))
+
+    live = decisions(risk.handle(intent(3)))[0]
+    assert (live.portfolio.portfolio, live.portfolio.equity, live.size) == ("ccxt:binance", D("1000"), D("2"))
+    # its fill is booked in the live account only; the paper account keeps its 10,000 and its pending order
+    (after,) = breakdowns(risk.handle(fill("i3", "2", "100", 4 * HOUR_MS)))
+    assert after.portfolio == "ccxt:binance"
+    assert risk.account("binance").book.ledger.positions["BTC/USDT"].quantity == D("2")
+    assert "BTC/USDT" not in risk.ledger.positions
+    assert set(risk.pending) == {client_order_id("i1")}
+
+    restarted = RiskCore(risk.risk, PAPER, orjson.loads(orjson.dumps(risk.state())))
+    assert restarted.handle(funded("1000", 2 * HOUR_MS)) == []
+    on_kraken = decisions(restarted.handle(intent(4, exchange="kraken")))[0]
+    assert (on_kraken.portfolio.portfolio, on_kraken.size) == ("paper", D("20"))
+    again = decisions(restarted.handle(intent(5)))[0]
+    assert (again.portfolio.portfolio, again.portfolio.equity) == ("ccxt:binance", D("1000"))
