@@ -146,6 +146,14 @@ class Ledger:
     _applied: dict[str, None] = field(default_factory=dict, repr=False)  # fill ids, oldest first
     _transfers: set[str] = field(default_factory=set, repr=False)  # transfer ids
 
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        """Restore a pickle (the agents' saved states hold ledgers), also one saved before the ids
+        were split into bounded fill ids and transfer ids: then one set of every entry id."""
+        if isinstance(ids := saved.get("_applied"), set):
+            transfers = {ident for ident in ids if ident.startswith("transfer:")}
+            saved = saved | {"_applied": dict.fromkeys(sorted(ids - transfers)), "_transfers": transfers}
+        self.__dict__.update({"remember": None, "_transfers": set()} | saved)
+
     @classmethod
     def from_entries(cls, entries: Iterable[LedgerEntry]) -> Ledger:
         """The ledger these entries make, applied in the order given."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import pickle
 from decimal import Context, Decimal, Inexact, localcontext
 
 import orjson
@@ -201,6 +202,21 @@ def test_a_ledger_that_remembers_n_fill_ids_ignores_recent_duplicate_fills_and_e
     # duplicates are re-deliveries of recent entries.
     assert restored.apply(fills[0]) is True
     assert restored.positions["BTC/USDT"].quantity == D("0.004")
+
+
+def test_a_ledger_pickled_before_its_ids_were_split_and_bounded_restores_and_goes_on() -> None:
+    old = Ledger()
+    old.deposit("USDT", D("1000"), transfer_id="start")
+    old.apply(filled("BTC/USDT", "buy", "0.001", "50000", n=1))
+    fields = old.__dict__  # as an agent's state pickled it then: one set of ids, no `remember`
+    fields["_applied"] = set(fields["_applied"]) | fields.pop("_transfers")
+    del fields["remember"]
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.deposit("USDT", D("1000"), transfer_id="start") is False
+    assert restored.apply(filled("BTC/USDT", "buy", "0.001", "50000", n=1)) is False
+    assert restored.apply(filled("BTC/USDT", "buy", "0.001", "50000", n=2)) is True
+    assert restored.to_state()["applied"] == ["fill:t-1", "fill:t-2"]
+    assert restored.to_state()["transfers"] == ["transfer:start"]
 
 
 def test_entries_survive_a_record_round_trip_and_replay_to_the_same_books() -> None:
