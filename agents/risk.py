@@ -112,12 +112,16 @@ class RiskCore:
     and risk breakdowns out. Time from the inputs only.
 
     Accounts: the paper account (opened with `paper.starting_cash`) books the fills of every
-    exchange, except those of an exchange whose live account `execution.accounts` has announced
-    (`AccountTransfer`, e.g. the venue's balances when the execution agent opened `ccxt:binance`):
-    that account books them, and intents on that exchange are sized against it.
+    exchange but those `venues` (exchange -> account: `Settings.live_venues`, what
+    `execution.venue` trades live) name: each such account books its exchange's fills, and intents
+    on that exchange are sized against it. It holds nothing until `execution.accounts` announces its
+    balances (`AccountTransfer`), so until then its intents are rejected (no equity), never sized on
+    paper; a fill read before the transfer that funds it still lands in its account (a ledger is a
+    sum: the order of its entries does not change it).
     """
 
-    def __init__(self, risk: RiskConfig, paper: PaperTradingConfig, state: dict[str, Any] | None = None):
+    def __init__(self, risk: RiskConfig, paper: PaperTradingConfig, state: dict[str, Any] | None = None,
+                 *, venues: dict[str, str] | None = None):
         saved = state or {}
         self.risk = risk
         self.paper = paper
@@ -125,11 +129,13 @@ class RiskCore:
         self.atrs = {key: ATR.from_state(s["atr"]) for key, s in self.streams.items()}
         self.accounts = {name: Account.restore(risk, name, paper.quote_asset, account)
                          for name, account in saved.get("accounts", {}).items()}
-        self.venues: dict[str, str] = saved.get("venues", {})  # exchange -> its live account
+        self.venues = dict(venues or {})  # exchange -> its live account: from the config, never saved
         if PORTFOLIO not in self.accounts:  # a first start, or a state saved before accounts were
             switches = RiskState.model_validate(saved["risk"]) if "risk" in saved else None
             self.accounts[PORTFOLIO] = Account.open(risk, PORTFOLIO, paper.quote_asset, opening_ledger(paper),
                                                     state=switches, pending=saved.get("pending"))
+        for name in self.venues.values():
+            self._open(name)
         # a state saved before accounts were: the paper account's fills, marked at the last closes
         for record in saved.get("fills", ()):
             self._fill_booked(OrderFilled.model_validate(record))
@@ -161,12 +167,23 @@ class RiskCore:
         """The account trades on `exchange` are booked in."""
         return self.accounts[self.venues.get(exchange, PORTFOLIO)]
 
+    def _open(self, name: str) -> Account:
+        """The live account `name`, opened empty (valued at the closes seen so far, with the switches
+        as they are now) if it is new."""
+        if name not in self.accounts:
+            now = self.engine.state
+            switches = RiskState(kill_switch=now.kill_switch, risk_mode=now.risk_mode)
+            ledger = Ledger(marks=dict(self.ledger.marks))
+            self.accounts[name] = Account.open(self.risk, name, self.paper.quote_asset, ledger,
+                                               state=switches)
+        return self.accounts[name]
+
     def state(self) -> dict[str, Any]:
         for key, atr in self.atrs.items():
             self.streams[key]["atr"] = atr.to_state()
         return {
             "accounts": {name: account.state() for name, account in self.accounts.items()},
-            "venues": self.venues, "streams": self.streams, "decided": list(self.decided),
+            "streams": self.streams, "decided": list(self.decided),
             "candles_since_breakdown": self.candles_since_breakdown,
         }
 
@@ -239,16 +256,8 @@ class RiskCore:
         return True
 
     def _transfer(self, env: Envelope[Event], transfer: AccountTransfer) -> list[Envelope[Event]]:
-        """Money into or out of a live account; its first transfer opens it, with the switches as
-        they are now, and from then on it books its exchange's fills and sizes its intents."""
-        if transfer.account not in self.accounts:
-            now = self.engine.state
-            switches = RiskState(kill_switch=now.kill_switch, risk_mode=now.risk_mode)
-            ledger = Ledger(marks=dict(self.ledger.marks))  # valued at the closes seen so far
-            self.accounts[transfer.account] = Account.open(
-                self.risk, transfer.account, self.paper.quote_asset, ledger, state=switches)
-        self.venues[transfer.exchange] = transfer.account
-        account = self.accounts[transfer.account]
+        """Money into or out of a live account (one `venues` does not name is kept, not traded)."""
+        account = self._open(transfer.account)
         booked = account.book.ledger.apply(Transfer(transfer_id=transfer.transfer_id, asset=transfer.asset,
                                                     amount=transfer.amount, ts_event=transfer.ts_event))
         return [self._breakdown(env, account)] if booked else []
@@ -314,12 +323,13 @@ class RiskAgent:
         self.deps = deps
         self.risk = deps.settings.risk if deps.settings is not None else RiskConfig()
         self.paper = deps.settings.paper if deps.settings is not None else PaperTradingConfig()
-        self.core = RiskCore(self.risk, self.paper)
+        self.venues = deps.settings.live_venues() if deps.settings is not None else {}
+        self.core = RiskCore(self.risk, self.paper, venues=self.venues)
 
     async def start(self) -> None:
         saved = await self.deps.store.load(STATE_KEY)
         if saved:
-            self.core = RiskCore(self.risk, self.paper, orjson.loads(saved))
+            self.core = RiskCore(self.risk, self.paper, orjson.loads(saved), venues=self.venues)
         switch = self.core.engine.state.kill_switch
         if switch is not None and switch.engaged:
             self.deps.log.warning("kill_switch_engaged", actor=switch.actor, reason=switch.reason,

@@ -552,6 +552,14 @@ class Settings(BaseSettings):
         # The YAML layer arrives through init_settings (see load_settings); env wins over it.
         return (env_settings, init_settings)
 
+    def live_venues(self) -> dict[str, str]:
+        """Exchange -> the live account `execution.venue` trades it in (`{"binance": "ccxt:binance"}`,
+        `{web3.exchange: "web3"}`); empty when everything trades on paper."""
+        venue = self.execution.venue
+        if venue == "paper":
+            return {}
+        return {self.web3.exchange if venue == "web3" else venue.removeprefix("ccxt:"): venue}
+
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:

@@ -168,7 +168,7 @@ async def test_an_approved_decision_is_placed_at_the_exchange_reported_and_booke
     assert books.cash == {"BTC": D("0.5"), "USDT": D("1000") - D("87") - D("0.087")}
     assert agent.state.ledger.positions == {}  # the paper account saw nothing
     assert agent.state.protections["binance:BTC/USDT"].stop == D("42000")  # exits armed by the fill
-    risk = RiskCore(RiskConfig(), PaperTradingConfig())  # what the risk agent makes of these outputs
+    risk = RiskCore(RiskConfig(), PaperTradingConfig(), venues=config.live_venues())  # risk, fed the outputs
     for env in out:
         risk.handle(env)
     assert risk.account("binance").book.ledger.cash == books.cash
@@ -462,3 +462,12 @@ async def test_a_live_venue_that_cannot_be_built_stops_the_agent_with_one_line(
 def test_paper_stays_the_default_account() -> None:
     agent = ExecutionAgent(AgentDeps(store=InMemoryStateStore(), log=FakeLog()))
     assert (agent.account, agent.live, agent.state.accounts) == (ACCOUNT, None, {})
+
+
+def test_the_live_venue_names_the_exchange_and_account_risk_sizes_on(settings: Settings) -> None:
+    def venues(venue: str) -> dict[str, str]:
+        return settings.model_copy(update={"execution": ExecutionConfig(venue=venue)}).live_venues()
+
+    assert venues("paper") == {}
+    assert venues("ccxt:binance") == {"binance": "ccxt:binance"}
+    assert venues("web3") == {settings.web3.exchange: "web3"}  # uniswap_v2 by default

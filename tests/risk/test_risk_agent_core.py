@@ -263,29 +263,45 @@ def funded(amount: str, ts: int, n: int = 0) -> Envelope[Event]:
 
 
 def test_a_live_accounts_intents_are_sized_against_its_own_books_and_the_rest_stay_on_paper() -> None:
-    risk = core()  # 1 % of equity at risk over a stop 5 away
+    venues = {"binance": "ccxt:binance"}  # execution.venue: ccxt:binance
+    risk = RiskCore(RiskConfig(), PAPER, venues=venues)  # 1 % of equity at risk over a stop 5 away
     risk.handle(bar(0, 100.0))
     risk.handle(candle_envelope(exchange="kraken", open=100.0, high=100.0, low=100.0, close=100.0))
-    assert decisions(risk.handle(intent(1)))[0].size == D("20")  # 1 % of the paper 10,000: 100 / 5
-    risk.handle(switch(True, HOUR_MS, "drill"))  # a live account opened later has the switch on too
+    before = decisions(risk.handle(intent(1)))[0]  # its balances not announced yet: nothing to size on
+    assert (before.verdict, before.portfolio.portfolio) == ("rejected", "ccxt:binance")
+    assert before.reasons == ["equity 0 is not positive: nothing can be put at risk"]
+    on_paper = decisions(risk.handle(intent(2, exchange="kraken")))[0]
+    assert (on_paper.portfolio.portfolio, on_paper.size) == ("paper", D("20"))  # 1 % of 10,000: 100 / 5
+
+    risk.handle(switch(True, HOUR_MS, "drill"))
     (opened,) = breakdowns(risk.handle(funded("1000", 2 * HOUR_MS)))
     assert (opened.portfolio, opened.equity) == ("ccxt:binance", D("1000"))
     assert risk.handle(funded("1000", 2 * HOUR_MS)) == []  # announced again: booked once
-    assert decisions(risk.handle(intent(2)))[0].verdict == "rejected"
+    assert decisions(risk.handle(intent(3)))[0].reasons[0].startswith("kill switch on")  # every account
     risk.handle(switch(False, 3 * HOUR_MS, "drill over"))
 
-    live = decisions(risk.handle(intent(3)))[0]
+    live = decisions(risk.handle(intent(4)))[0]
     assert (live.portfolio.portfolio, live.portfolio.equity, live.size) == ("ccxt:binance", D("1000"), D("2"))
-    # its fill is booked in the live account only; the paper account keeps its 10,000 and its pending order
-    (after,) = breakdowns(risk.handle(fill("i3", "2", "100", 4 * HOUR_MS)))
-    assert after.portfolio == "ccxt:binance"
+    (after,) = breakdowns(risk.handle(fill("i4", "2", "100", 4 * HOUR_MS)))
+    assert after.portfolio == "ccxt:binance"  # booked in the live account only
     assert risk.account("binance").book.ledger.positions["BTC/USDT"].quantity == D("2")
     assert "BTC/USDT" not in risk.ledger.positions
-    assert set(risk.pending) == {client_order_id("i1")}
+    assert set(risk.pending) == {client_order_id("i2")}  # the paper account's order, on kraken
 
-    restarted = RiskCore(risk.risk, PAPER, orjson.loads(orjson.dumps(risk.state())))
+    restarted = RiskCore(risk.risk, PAPER, orjson.loads(orjson.dumps(risk.state())), venues=venues)
     assert restarted.handle(funded("1000", 2 * HOUR_MS)) == []
-    on_kraken = decisions(restarted.handle(intent(4, exchange="kraken")))[0]
-    assert (on_kraken.portfolio.portfolio, on_kraken.size) == ("paper", D("20"))
     again = decisions(restarted.handle(intent(5)))[0]
     assert (again.portfolio.portfolio, again.portfolio.equity) == ("ccxt:binance", D("1000"))
+    # execution.venue back to paper: the live account's books are kept, but binance trades on paper again
+    back = RiskCore(risk.risk, PAPER, orjson.loads(orjson.dumps(risk.state())))
+    assert decisions(back.handle(intent(6)))[0].portfolio.portfolio == "paper"
+
+
+def test_a_live_fill_read_before_the_transfer_that_funds_its_account_still_lands_there() -> None:
+    risk = RiskCore(RiskConfig(), PAPER, venues={"binance": "ccxt:binance"})
+    risk.handle(bar(0, 100.0))
+    risk.handle(fill("i1", "2", "100", HOUR_MS))  # fills and transfers come on two topics: any order
+    risk.handle(funded("1000", HOUR_MS))
+    books = risk.account("binance").book.ledger
+    assert (books.cash["USDT"], books.positions["BTC/USDT"].quantity) == (D("800"), D("2"))
+    assert risk.ledger.cash["USDT"] == D("10000")
