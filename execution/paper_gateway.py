@@ -56,6 +56,8 @@ FEE_QUANTUM = Decimal("0.00000001")  # fees round up to it unless configured oth
 # Small, because the execution agent pickles its venues after every order it sends: 10,000 cost
 # 72 ms and 2.3 MB per save, which capped the agent at ~14 orders a second.
 CLOSED_ORDERS_KEPT = 200
+# Candles whose volume orders took, newest kept: a late order (`catch_up`) shares what they left.
+TAKEN_KEPT = 200
 _BPS = Decimal(10_000)
 _MATH = Context(prec=60)  # fixed, so results never depend on the caller's decimal context
 
@@ -116,6 +118,7 @@ class PaperVenue:
         self._resting: dict[str, _Resting] = {}  # the open ones, in placement order
         self._ended: dict[str, None] = {}  # ended ones still in `_orders`, oldest first (see `_closed`)
         self._last_close: dict[str, Decimal] = {}  # checks a market order's notional, as venues do
+        self._taken: dict[tuple[str, int], Decimal] = {}  # (symbol, open time) -> what orders took of it
         self.ledger = Ledger(remember=STREAM_IDS_KEPT)  # it books its own fills, each once
         for asset, amount in sorted((balances or {}).items()):
             self.ledger.deposit(asset, amount, transfer_id=f"paper-initial-{asset}")
@@ -204,7 +207,9 @@ class PaperVenue:
         When candles arrive faster than decisions (a replay at full speed), that candle may have
         gone by before the order came; given the candles since (oldest first), this trades the
         order against them as if it had been resting when they came, so the fill does not depend
-        on how fast the agents ran. Each candle's participation limit applies to this order alone.
+        on how fast the agents ran. It takes only what the orders that traded on a candle left of
+        its participation limit (remembered for the newest `TAKEN_KEPT` candles that traded; on an
+        older one the late order has the whole limit to itself).
         """
         events: list[OrderEvent] = []
         for candle in candles:
@@ -227,8 +232,10 @@ class PaperVenue:
             low=candle_price(market, candle.low),
             volume=Decimal(repr(candle.volume)),
         )
+        key = (candle.symbol, candle.open_time)
         with localcontext(_MATH):
-            available = market.floor_quantity(bar.volume * self.config.max_participation)
+            limit = market.floor_quantity(bar.volume * self.config.max_participation)
+        available = limit - self._taken.get(key, ZERO)
         events: list[OrderEvent] = []
         for cid, resting in candidates:
             if resting.order.symbol != candle.symbol or resting.placed_at > candle.open_time:
@@ -238,6 +245,10 @@ class PaperVenue:
             events += step_events
             if not self._orders[cid].is_open:
                 self._closed(cid)
+        if available < limit:
+            self._taken[key] = limit - available
+            while len(self._taken) > TAKEN_KEPT:
+                del self._taken[next(iter(self._taken))]
         return events
 
     def _step(
@@ -330,8 +341,8 @@ class PaperVenue:
             del self._ended[oldest], self._orders[oldest]
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        """Restore a pickle, also one made before `_ended` existed."""
-        self.__dict__.update(state)
+        """Restore a pickle, also one made before `_ended` or `_taken` existed."""
+        self.__dict__.update({"_taken": {}} | state)
         if "_ended" not in state:
             self._ended = {cid: None for cid, order in self._orders.items() if not order.is_open}
 

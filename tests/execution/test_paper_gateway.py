@@ -222,6 +222,20 @@ async def test_orders_on_one_candle_share_its_volume_in_the_order_they_were_plac
     assert [(i, f.quantity) for i, f in fills] == [(1, cap), (2, D("0.1"))]
 
 
+async def test_a_late_order_caught_up_shares_the_volume_the_orders_on_time_took() -> None:
+    cap = BTC.floor_quantity(dec(C[1].volume) * CONFIG.max_participation)
+    paper = venue()
+    await paper.place(new_order(now=T0, decision_id="on-time", quantity=cap - D("0.01")), now=T0)
+    assert run(paper, C[1:3])  # the order on time took all but 0.01 of candle 1's share
+    # Decided at T0 too, but placed after candles 1 and 2 went by (a replay faster than the agents):
+    await paper.place(new_order(now=T0, decision_id="late", quantity=D("0.05")), now=T0)
+    fills = [e for e in paper.catch_up(new_order(now=T0, decision_id="late").client_order_id, C[1:3])
+             if isinstance(e, OrderFilled)]
+    assert [(f.ts_event, f.quantity) for f in fills] == [(C[1].close_time, D("0.01")),
+                                                         (C[2].close_time, D("0.04"))]
+    assert pickle.loads(pickle.dumps(paper))._taken == paper._taken  # kept in the agent's saved state
+
+
 async def test_an_order_expires_at_its_time_instead_of_trading_past_it() -> None:
     paper = venue()
     below = BTC.floor_price(BTC.round_price(dec(C[1].low)) / 2)
