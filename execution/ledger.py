@@ -169,11 +169,9 @@ class Ledger:
             return False
         if isinstance(entry, Transfer):
             self._transfer(entry)
-        else:
-            self._fill(entry)
-        if isinstance(entry, Transfer):
             self._transfers.add(ident)
         else:
+            self._fill(entry)
             self._applied[ident] = None
             if self.remember is not None and len(self._applied) > self.remember:
                 del self._applied[next(iter(self._applied))]
@@ -313,7 +311,7 @@ def _add(book: dict[str, Decimal], asset: str, amount: Decimal) -> None:
     book[asset] = book.get(asset, ZERO) + amount
 
 
-_BOOKS = ("cash", "marks", "fees", "net_deposits", "realised")  # the Ledger's per-asset Decimal books
+_BOOKS = ("cash", "marks", "fees", "net_deposits", "realised")  # the Ledger's Decimal books (marks by symbol)
 
 
 def _strings(book: dict[str, Decimal]) -> dict[str, str]:
