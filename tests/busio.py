@@ -14,7 +14,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from topics.envelope import Envelope
-from topics.recording import log_end_offsets
+from topics.recording import log_end_offsets, seek_to_log_end
+from topics.registry import TopicSpec
 from topics.serialization import encode, headers
 
 Raw = tuple[bytes | None, bytes | None]  # (key, value)
@@ -129,3 +130,26 @@ class Tail:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def skip_history(client_kwargs: dict[str, Any], group: str, specs: Iterable[TopicSpec]) -> None:
+    """Commit `group` at the log end of its topics, so an agent ignores other tests' messages."""
+    consumer = AIOKafkaConsumer(**client_kwargs, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(s.name, p)
+                 for s in specs for p in sorted(consumer.partitions_for_topic(s.name) or ())]
+        consumer.assign(parts)
+        await consumer.commit(dict(await seek_to_log_end(consumer, parts)))
+    finally:
+        await consumer.stop()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Wait until `condition()` holds (True) or `timeout` s pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True

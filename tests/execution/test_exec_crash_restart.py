@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from execution_data import real_candles
 
 from agents.execution import ExecutionAgent
-from busio import Tail, end_offsets, produce
+from busio import Tail, end_offsets, produce, skip_history
 from config import Settings
 from execution.order import client_order_id
 from execution.paper_account import ACCOUNT
@@ -34,7 +33,6 @@ from memory.database import create_engine
 from memory.ledger import LedgerStore
 from memory.orders import OrderStore
 from topics.envelope import Envelope
-from topics.recording import seek_to_log_end
 from topics.registry import EXECUTION_REPORTS, MARKET_CANDLES, ORDERS, RISK_DECISIONS
 from topics.trading import PortfolioSnapshot, RiskDecision
 
@@ -61,19 +59,6 @@ async def wait_logged(log: Path, event: str, count: int, timeout: float = 60.0) 
     return False
 
 
-async def skip_history(kafka: dict[str, Any]) -> None:
-    """Commit the execution group at the log end, so the agent ignores other tests' messages."""
-    consumer = AIOKafkaConsumer(**kafka, group_id=ExecutionAgent.name, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(s.name, p) for s in ExecutionAgent.consumes
-                 for p in sorted(consumer.partitions_for_topic(s.name) or ())]
-        consumer.assign(parts)
-        await consumer.commit(dict(await seek_to_log_end(consumer, parts)))
-    finally:
-        await consumer.stop()
-
-
 def ours(records: list[Any], symbol: str) -> list[dict[str, Any]]:
     return [orjson.loads(r.value) for r in records if symbol in r.key.decode()]
 
@@ -92,7 +77,7 @@ async def test_a_killed_execution_agent_restarts_without_sending_the_order_again
     )
     decision = Envelope.create(payload, key=payload.key, ts=bars[0].open_time, source="test")
     cid = client_order_id(payload.decision_id)
-    await skip_history(kafka)
+    await skip_history(kafka, ExecutionAgent.name, ExecutionAgent.consumes)
     orders_start = await end_offsets(kafka, ORDERS.name)
     fills_start = await end_offsets(kafka, EXECUTION_REPORTS.name)
     log = tmp_path / "execution.log"

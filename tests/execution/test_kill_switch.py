@@ -7,11 +7,9 @@ after a restart, and a release lets both trade again.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -19,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.execution import ExecutionAgent
 from agents.risk import RiskAgent
 from agents.runtime import AgentHost
-from busio import Tail, end_offsets, produce
+from busio import Tail, end_offsets, produce, skip_history, until
 from config import Settings
 from execution.order import client_order_id
 from infra import Endpoints
@@ -32,8 +29,7 @@ from memory.database import create_engine
 from memory.orders import OrderStore
 from topics.envelope import Envelope
 from topics.market import CandleClosed
-from topics.recording import seek_to_log_end
-from topics.registry import ORDERS, RISK_DECISIONS, STRATEGY_INTENTS, TopicSpec
+from topics.registry import ORDERS, RISK_DECISIONS, STRATEGY_INTENTS
 from topics.trading import OrderIntent, PortfolioSnapshot, RiskDecision
 
 CRYPTIQ = Path(sys.executable).with_name("cryptiq")
@@ -46,26 +42,6 @@ def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60, check=False)
 
 
-async def skip_history(kafka: dict[str, Any], group: str, specs: tuple[TopicSpec, ...]) -> None:
-    """Commit `group` at the log end of its topics, so the agent ignores other tests' messages."""
-    consumer = AIOKafkaConsumer(**kafka, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(s.name, p)
-                 for s in specs for p in sorted(consumer.partitions_for_topic(s.name) or ())]
-        consumer.assign(parts)
-        await consumer.commit(dict(await seek_to_log_end(consumer, parts)))
-    finally:
-        await consumer.stop()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 def payloads(records: list[Any], symbol: str) -> list[dict[str, Any]]:

@@ -4,32 +4,26 @@ breakdown follows the fills."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.execution import ExecutionAgent
 from agents.risk import RiskAgent
 from agents.runtime import AgentHost
-from busio import Tail, end_offsets, produce
+from busio import Tail, end_offsets, produce, skip_history, until
 from config import Settings
 from infra import Endpoints
 from topics.envelope import Envelope
 from topics.market import CandleClosed
-from topics.recording import seek_to_log_end
 from topics.registry import (
     EXECUTION_REPORTS,
     MARKET_CANDLES,
     ORDERS,
     RISK_BREAKDOWN,
     RISK_DECISIONS,
-    TopicSpec,
 )
 from topics.trading import OrderIntent
 
@@ -37,25 +31,6 @@ T0 = 1_800_000_000_000 - 1_800_000_000_000 % 3_600_000
 HOUR = 3_600_000
 
 
-async def skip_history(kafka: dict[str, Any], group: str, specs: tuple[TopicSpec, ...]) -> None:
-    consumer = AIOKafkaConsumer(**kafka, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(s.name, p)
-                 for s in specs for p in sorted(consumer.partitions_for_topic(s.name) or ())]
-        consumer.assign(parts)
-        await consumer.commit(dict(await seek_to_log_end(consumer, parts)))
-    finally:
-        await consumer.stop()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 def bar(symbol: str, hour: int, *ohlc: float) -> Envelope[CandleClosed]:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.execution import ExecutionAgent
 from agents.market_data.core import MarketDataCore, Stream
@@ -22,7 +21,7 @@ from agents.market_data.files import bundled_candles, read_raw_candles
 from agents.market_data.quality import RawCandle
 from agents.risk import RiskAgent
 from agents.runtime import AgentHost
-from busio import collect, end_offsets, produce
+from busio import collect, end_offsets, produce, skip_history
 from config import Settings
 from execution.order import client_order_id
 from execution.paper_account import ACCOUNT
@@ -32,8 +31,7 @@ from memory.ledger import LedgerStore
 from memory.orders import OrderStore
 from topics.envelope import Envelope
 from topics.market import CandleClosed
-from topics.recording import seek_to_log_end
-from topics.registry import EXECUTION_REPORTS, ORDERS, RISK_DECISIONS, TopicSpec
+from topics.registry import EXECUTION_REPORTS, ORDERS, RISK_DECISIONS
 from topics.trading import OrderIntent, PortfolioSnapshot, RiskDecision
 
 CRYPTIQ = Path(sys.executable).with_name("cryptiq")
@@ -47,18 +45,6 @@ def candles(symbol: str, rename: str, rows: int) -> list[Envelope[CandleClosed]]
     stream = Stream("binance", rename, "1h", symbol)
     return [e for e in MarketDataCore().run([(stream, raw)]) if isinstance(e.payload, CandleClosed)]
 
-
-async def skip_history(kafka: dict[str, Any], group: str, specs: tuple[TopicSpec, ...]) -> None:
-    """Commit `group` at the log end of its topics, so the agent ignores other tests' messages."""
-    consumer = AIOKafkaConsumer(**kafka, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(s.name, p)
-                 for s in specs for p in sorted(consumer.partitions_for_topic(s.name) or ())]
-        consumer.assign(parts)
-        await consumer.commit(dict(await seek_to_log_end(consumer, parts)))
-    finally:
-        await consumer.stop()
 
 
 def bodies(records: list[Any], symbol: str) -> list[dict[str, Any]]:
