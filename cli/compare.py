@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from backtest.compare import Comparison
     from backtest.montecarlo import Bands
     from backtest.report import Section
+    from config.settings import PaperTradingConfig
 
 TABLE_KEYS = (
     "total_return",
@@ -116,6 +117,21 @@ def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
         except ValueError:
             raise fail(f"--strategy {text}: {key}={value!r} is not a valid {kind}") from None
     return name, params
+
+
+# The cost options `compare` and `optimize` share; `costs` resolves them against `paper.*`.
+CashOption = Annotated[str | None, typer.Option(help="Starting cash (default: paper.starting_cash).")]
+FeeOption = Annotated[str | None, typer.Option(help="Fee rate per side (default: paper.taker_fee_rate).")]
+SlippageOption = Annotated[str | None, typer.Option(
+    "--slippage-bps", help="Slippage of every fill in basis points (default: paper.slippage_bps).")]
+
+
+def costs(paper: PaperTradingConfig, cash: str | None, fee: str | None,
+          slippage_bps: str | None) -> tuple[Decimal, Decimal, Decimal]:
+    """Starting cash, fee rate and slippage (bps) from the options given, else from `paper.*`."""
+    return (money("--cash", cash, positive=True) if cash is not None else paper.starting_cash,
+            money("--fee", fee, below_one=True) if fee is not None else paper.taker_fee_rate,
+            money("--slippage-bps", slippage_bps) if slippage_bps is not None else paper.slippage_bps)
 
 
 def money(option: str, value: str, *, positive: bool = False, below_one: bool = False) -> Decimal:
@@ -232,17 +248,9 @@ def compare(
     rank_by: Annotated[
         str, typer.Option("--rank-by", help="Metric to rank by, e.g. sharpe, total_return.")
     ] = "sharpe",
-    cash: Annotated[str | None, typer.Option(help="Starting cash (default: paper.starting_cash).")] = None,
-    fee: Annotated[
-        str | None, typer.Option(help="Fee rate per side (default: paper.taker_fee_rate).")
-    ] = None,
-    slippage_bps: Annotated[
-        str | None,
-        typer.Option(
-            "--slippage-bps",
-            help="Slippage of every fill in basis points (default: paper.slippage_bps).",
-        ),
-    ] = None,
+    cash: CashOption = None,
+    fee: FeeOption = None,
+    slippage_bps: SlippageOption = None,
     basket_symbols: Annotated[
         str,
         typer.Option(
@@ -294,10 +302,7 @@ def compare(
     if rank_by not in METRIC_KEYS:
         raise fail(f"--rank-by {rank_by}: not a metric; use one of {', '.join(METRIC_KEYS)}")
     specs = [parse_spec(text) for text in strategy]
-    paper = settings.paper
-    start_cash = money("--cash", cash, positive=True) if cash is not None else paper.starting_cash
-    rate = money("--fee", fee, below_one=True) if fee is not None else paper.taker_fee_rate
-    slip = money("--slippage-bps", slippage_bps) if slippage_bps is not None else paper.slippage_bps
+    start_cash, rate, slip = costs(settings.paper, cash, fee, slippage_bps)
     candles, bundled = load_candles(symbol, data, bars)
     runner = Runner(candles, symbol, start_cash, rate, slip, options={"risk": settings.risk} if risk else {})
     results = []

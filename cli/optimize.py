@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.compare import (
+    CashOption,
+    FeeOption,
+    SlippageOption,
     cell,
     check_plots,
+    costs,
     load_candles,
-    money,
     monte_carlo_section,
     print_monte_carlo,
     progress_bar,
@@ -127,17 +130,9 @@ def optimize(
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Search seed (default: optimizer.seed).", min=0)] = None,
-    cash: Annotated[str | None, typer.Option(help="Starting cash (default: paper.starting_cash).")] = None,
-    fee: Annotated[
-        str | None, typer.Option(help="Fee rate per side (default: paper.taker_fee_rate).")
-    ] = None,
-    slippage_bps: Annotated[
-        str | None,
-        typer.Option(
-            "--slippage-bps",
-            help="Slippage of every fill in basis points (default: paper.slippage_bps).",
-        ),
-    ] = None,
+    cash: CashOption = None,
+    fee: FeeOption = None,
+    slippage_bps: SlippageOption = None,
     plot: Annotated[
         list[Path] | None,
         typer.Option(
@@ -197,10 +192,7 @@ def optimize(
         )
     except (ValueError, ConfigError) as exc:
         raise fail(str(exc)) from None
-    paper = settings.paper
-    start_cash = money("--cash", cash, positive=True) if cash is not None else paper.starting_cash
-    rate = money("--fee", fee, below_one=True) if fee is not None else paper.taker_fee_rate
-    slip = money("--slippage-bps", slippage_bps) if slippage_bps is not None else paper.slippage_bps
+    start_cash, rate, slip = costs(settings.paper, cash, fee, slippage_bps)
     candles, _ = load_candles(symbol, data, bars)
     windows_conf = {
         "train_bars": train_bars or conf.train_bars,
