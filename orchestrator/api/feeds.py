@@ -1,4 +1,5 @@
-"""What the API follows on Kafka for the dashboard: alerts, risk decisions and the risk switches.
+"""What the API follows on Kafka for the dashboard: alerts, risk decisions, the risk switches and
+the risk breakdowns.
 
 One consumer without a group (it commits nothing and takes no partitions from the agents) reads
 the tail of each topic on start and then follows it into small in-memory views:
@@ -6,7 +7,8 @@ the tail of each topic on start and then follows it into small in-memory views:
 - `alerts.notifications` -> the newest alerts, one entry per alert (the desk sends one
   notification per channel; they are folded by the alert's event id);
 - `risk.decisions` -> the newest risk decisions by decision id (the risk step of a decision flow);
-- `risk.control` -> the current kill switch and risk mode.
+- `risk.control` -> the current kill switch and risk mode;
+- `risk.breakdown` -> the latest risk breakdown of each portfolio (paper, a live venue's account).
 
 Kafka being away is retried with backoff; the views stay as they were meanwhile, and `status`
 says so (`/health` reports it).
@@ -28,9 +30,16 @@ from topics.alerting import AlertNotification
 from topics.envelope import Envelope
 from topics.events import Event
 from topics.recording import seek_to_log_end
-from topics.registry import ALERT_NOTIFICATIONS, REGISTRY, RISK_CONTROL, RISK_DECISIONS, TopicSpec
+from topics.registry import (
+    ALERT_NOTIFICATIONS,
+    REGISTRY,
+    RISK_BREAKDOWN,
+    RISK_CONTROL,
+    RISK_DECISIONS,
+    TopicSpec,
+)
 from topics.serialization import DecodeError, decode
-from topics.trading import KillSwitchChanged, RiskDecision, RiskModeChanged
+from topics.trading import KillSwitchChanged, RiskBreakdown, RiskDecision, RiskModeChanged
 
 log = structlog.get_logger("cryptiq.api")
 
@@ -38,8 +47,11 @@ FeedStatus = Literal["starting", "following", "retrying", "stopped"]
 # Records re-read per partition on start: enough for a dashboard, bounded for a long history.
 # None: the whole topic. risk.control is small (switch changes only) and its latest change per key
 # is the switch's state, however old, so it is read through (the embedded broker does not compact).
+# Every portfolio's breakdown comes at least every `risk.breakdown_every_candles` candles, so the
+# newest of each is in the tail.
 TAIL: dict[str, int | None] = {
     ALERT_NOTIFICATIONS.name: 500, RISK_DECISIONS.name: 5000, RISK_CONTROL.name: None,
+    RISK_BREAKDOWN.name: 2000,
 }
 MAX_ALERTS = 200
 MAX_RISK_DECISIONS = 20_000
@@ -56,6 +68,7 @@ class Views:
         self.risk_decisions: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.kill_switch: dict[str, Any] | None = None
         self.risk_mode: dict[str, Any] | None = None
+        self.risk_breakdowns: dict[str, RiskBreakdown] = {}  # portfolio -> its latest
         self.consumed: dict[str, int] = {}  # topic -> events applied since start
         self.undecodable = 0
         self.alert_counts: dict[str, int] = {"info": 0, "warning": 0, "critical": 0}  # since start
@@ -77,6 +90,8 @@ class Views:
             self.kill_switch = _switch(env)
         elif isinstance(payload, RiskModeChanged):
             self.risk_mode = _switch(env)
+        elif isinstance(payload, RiskBreakdown):
+            self.risk_breakdowns[payload.portfolio] = payload  # one portfolio, one key: log order
 
     def _alert(self, env: Envelope[Event], alert: AlertNotification) -> None:
         seen = self._alert_index.get(alert.alert_event_id)
@@ -110,7 +125,7 @@ def _switch(env: Envelope[Event]) -> dict[str, Any]:
 class KafkaFeed:
     """Follows the feed topics into `views` until `stop()`."""
 
-    topics: tuple[TopicSpec, ...] = (ALERT_NOTIFICATIONS, RISK_DECISIONS, RISK_CONTROL)
+    topics: tuple[TopicSpec, ...] = (ALERT_NOTIFICATIONS, RISK_DECISIONS, RISK_CONTROL, RISK_BREAKDOWN)
 
     def __init__(self, client_kwargs: dict[str, Any], views: Views) -> None:
         self.client_kwargs = client_kwargs

@@ -21,6 +21,7 @@ from orchestrator.api.flow import DecisionFlow, decision_flow, recent_decisions
 from orchestrator.context import ExecutionContext
 from strategies import STRATEGIES
 from topics.orchestration import OpenIntent
+from topics.trading import RiskBreakdown
 
 LEDGER_ACCOUNT = "paper"  # the account the execution agent books (execution.paper_account.ACCOUNT)
 
@@ -207,6 +208,14 @@ async def positions(state: State, _: Viewer) -> PositionsView:
         account=LEDGER_ACCOUNT, as_of=stored.ts if stored else None, books=stored.state if stored else None,
         streams={key: s.position for key, s in sorted(context.streams.items())},
     )
+
+
+@router.get("/risk", response_model=list[RiskBreakdown], tags=["state"])
+async def risk(state: State, _: Viewer) -> list[RiskBreakdown]:
+    """The latest risk breakdown of each portfolio from `risk.breakdown` (paper, and a live venue's
+    account when `execution.venue` trades one): exposure, leverage, volatility, liquidity,
+    concentration and correlation, and each holding's share."""
+    return [breakdown for _, breakdown in sorted(state.views.risk_breakdowns.items())]
 
 
 @router.get("/decisions", response_model=list[DecisionRecord], tags=["decisions"])

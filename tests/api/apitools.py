@@ -11,6 +11,8 @@ import httpx
 import pyotp
 
 from config import Settings
+from topics.envelope import Envelope
+from topics.trading import HoldingRisk, RiskBreakdown
 
 PASSWORD = "correct horse battery"
 
@@ -92,3 +94,17 @@ def sample_context(*, as_of: int, regime: str = "bull", agent_lag: int = 3) -> A
                             lag=0, last_error="RetriableError: postgres unreachable", last_heartbeat=as_of),
     }
     return ExecutionContext(as_of=as_of, streams={stream.stream: stream}, agents=agents)
+
+
+def risk_breakdown(portfolio: str, ts: int, equity: str, **changes: Any) -> Envelope[RiskBreakdown]:
+    """A RiskBreakdown of `portfolio` holding 500 USDT of BTC/USDT, as the risk agent publishes it."""
+    values: dict[str, Any] = {
+        "portfolio": portfolio, "as_of": ts, "equity": Decimal(equity), "gross_exposure": Decimal("500"),
+        "net_exposure": Decimal("500"), "leverage": 0.5, "volatility": 0.62, "periods_per_year": 8760.0,
+        "liquidity": 0.0001, "concentration_hhi": 1.0, "largest_share": 1.0, "correlation": None,
+        "holdings": [HoldingRisk(exchange="binance", symbol="BTC/USDT", notional=Decimal("500"), weight=0.5,
+                                 volatility=0.62, liquidity=0.0001)],
+    }
+    values.update(changes)
+    payload = RiskBreakdown(**values)
+    return Envelope.create(payload, key=portfolio, ts=ts, source="risk")

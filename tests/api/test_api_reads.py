@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from apitools import ApiUnderTest, bearer, sample_context
+from apitools import ApiUnderTest, bearer, risk_breakdown, sample_context
 from prometheus_client.parser import text_string_to_metric_families
 
 from busio import produce
@@ -23,7 +23,7 @@ from strategies import STRATEGIES
 from strategies.base import make_intent, make_params
 from topics.alerting import AlertNotification
 from topics.envelope import Envelope
-from topics.registry import ALERT_NOTIFICATIONS, RISK_DECISIONS
+from topics.registry import ALERT_NOTIFICATIONS, RISK_BREAKDOWN, RISK_DECISIONS
 from topics.trading import PortfolioSnapshot, RiskDecision
 
 
@@ -166,6 +166,21 @@ async def test_alerts_are_folded_across_channels(api: ApiUnderTest) -> None:
     assert (alert["severity"], alert["source"]) == ("warning", "scanner")
 
 
+async def test_the_latest_risk_breakdown_of_each_portfolio(api: ApiUnderTest) -> None:
+    ts = int(api.clock() * 1000)
+    await produce(api.kafka, RISK_BREAKDOWN.name, [
+        risk_breakdown("paper", ts, "10000", leverage=0.1),
+        risk_breakdown("ccxt:binance", ts, "1000"),
+        risk_breakdown("paper", ts + 1, "10500", leverage=0.2),  # the newer one of the paper account wins
+    ])
+    body = await _eventually(api, "/risk", lambda b: any(r["portfolio"] == "paper" and r["as_of"] == ts + 1
+                                                         for r in b) and len(b) >= 2)
+    mine = [r for r in body if r["portfolio"] in ("paper", "ccxt:binance")]
+    assert [(r["portfolio"], r["equity"], r["leverage"]) for r in mine] == [
+        ("ccxt:binance", "1000", 0.5), ("paper", "10500", 0.2)]
+    assert mine[0]["holdings"][0]["symbol"] == "BTC/USDT"
+
+
 async def test_metrics_are_prometheus_text(api: ApiUnderTest) -> None:
     await api.save_context(sample_context(as_of=int(api.clock() * 1000), agent_lag=7))
     await _get(api, "/agents")  # at least one measured request
@@ -205,7 +220,7 @@ async def test_health_and_the_openapi_document(api: ApiUnderTest) -> None:
     assert health.json() == {"status": "ok", "redis": True, "postgres": True, "kafka_feed": "following",
                              "context_stored": True}
     paths = set(document["paths"])
-    assert {"/health", "/state", "/agents", "/regimes", "/strategies", "/positions", "/decisions",
+    assert {"/health", "/state", "/agents", "/regimes", "/strategies", "/positions", "/risk", "/decisions",
             "/decisions/{decision_id}", "/metrics", "/auth/token", "/commands/kill-switch",
             "/commands/strategy", "/commands/agents/{agent}/pause"} <= paths
     assert "OAuth2PasswordBearer" in document["components"]["securitySchemes"]

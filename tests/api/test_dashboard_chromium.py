@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apitools import PASSWORD, ApiUnderTest, sample_context
+from apitools import PASSWORD, ApiUnderTest, risk_breakdown, sample_context
 from PIL import Image
 from playwright.async_api import Browser, Page, async_playwright
 
+from busio import produce
 from memory.decision_log import DecisionLog, DecisionRecord
 from memory.ledger import LedgerState, LedgerStore
+from topics.registry import RISK_BREAKDOWN
 
 CHROMIUM = ("/usr/bin/chromium", "chromium", "chromium-browser")  # Debian's package, by path or name
 CHROMIUM_FLAGS = [
@@ -105,6 +107,14 @@ async def test_the_dashboard_logs_in_shows_live_state_and_refreshes_without_relo
     assert "dec-open-1" in await page.inner_text("#intents tbody")
     await _text_appears(page, "#positions tbody", "binance:ETH/USDT")
     assert "1.25" in await page.inner_text("#positions tbody")
+
+    # The risk agent's breakdown of a portfolio, from Kafka: its figures and its holdings.
+    await produce(api.kafka, RISK_BREAKDOWN.name, [risk_breakdown("dash-portfolio", now_ms, "1000")])
+    await _text_appears(page, "#risk tbody", "dash-portfolio")
+    figures = await page.inner_text("#risk tbody")
+    assert "0.50x" in figures  # leverage
+    assert "62.00 %" in figures  # yearly volatility
+    await _text_appears(page, "#risk-holdings tbody", "binance:BTC/USDT")
 
     # A decision, clicked: its flow from candle to fills.
     await _text_appears(page, "#decisions tbody", "fast crossed above slow")

@@ -108,10 +108,12 @@ async function start() {
 
 async function refresh() {
   try {
-    const [state, agents, decisions, alerts, positions] = await Promise.all([
+    const [state, agents, decisions, alerts, positions, risk] = await Promise.all([
       api("/state"), api("/agents"), api("/decisions?limit=25"), api("/alerts?limit=50"), api("/positions"),
+      api("/risk"),
     ]);
     renderPositions(positions);
+    renderBreakdowns(risk);
     renderAgents(agents);
     renderStreams(state);
     renderRisk(state);
@@ -175,6 +177,32 @@ function renderRisk(state) {
     : badge("released", "ok"));
   if (kill) $("kill-state").appendChild(el("span", " by " + kill.actor + ": " + kill.reason, "muted"));
   $("risk-mode").textContent = state.risk_mode ? state.risk_mode.mode : "normal";
+}
+
+// Ratios as the risk agent measures them: a share as a percentage, leverage as a multiple.
+function percent(value) {
+  return value == null ? "-" : (100 * value).toFixed(2) + " %";
+}
+
+function ratio(value, suffix = "") {
+  return value == null ? "-" : Number(value).toFixed(2) + suffix;
+}
+
+function renderBreakdowns(breakdowns) {
+  const rows = breakdowns.map((b) => row([
+    b.portfolio, time(b.as_of), { text: money(b.equity), cls: "num" },
+    { text: money(b.gross_exposure), cls: "num" }, { text: money(b.net_exposure), cls: "num" },
+    { text: ratio(b.leverage, "x"), cls: "num" }, { text: percent(b.volatility), cls: "num" },
+    { text: percent(b.liquidity), cls: "num" }, { text: ratio(b.concentration_hhi), cls: "num" },
+    { text: percent(b.largest_share), cls: "num" }, { text: ratio(b.correlation), cls: "num" },
+  ]));
+  fill($("risk").tBodies[0], rows, "no breakdown yet", 11);
+  const holdings = breakdowns.flatMap((b) => b.holdings.map((h) => row([
+    b.portfolio, h.exchange + ":" + h.symbol, { text: money(h.notional), cls: "num" },
+    { text: percent(h.weight), cls: "num" }, { text: percent(h.volatility), cls: "num" },
+    { text: percent(h.liquidity), cls: "num" },
+  ])));
+  fill($("risk-holdings").tBodies[0], holdings, "no open positions", 6);
 }
 
 function renderDecisions(decisions) {
