@@ -41,7 +41,7 @@ import orjson
 
 from agents.base import AgentDeps
 from config.settings import PaperTradingConfig, RiskConfig
-from execution.ledger import Ledger, Transfer
+from execution.ledger import STREAM_IDS_KEPT, Ledger, Transfer
 from execution.paper_account import opening_ledger
 from execution.risk import (
     YEAR_MS,
@@ -78,7 +78,7 @@ from topics.trading import (
 
 STATE_KEY = "state"
 PORTFOLIO = "paper"  # the paper account: every exchange no live account books trades on
-IDS_KEPT = 10_000  # newest intent ids answered and fill ids booked, each (inputs since a checkpoint)
+IDS_KEPT = STREAM_IDS_KEPT  # newest intent ids answered and fill ids booked, each (inputs since a checkpoint)
 
 
 @dataclass
@@ -136,12 +136,12 @@ class RiskCore:
                                                     state=switches, pending=saved.get("pending"))
         for name in self.venues.values():
             self._open(name)
-        # a state saved before accounts were: the paper account's fills, marked at the last closes
-        for record in saved.get("fills", ()):
-            self._fill_booked(OrderFilled.model_validate(record))
-        for stream in self.streams.values() if "fills" in saved else ():
-            if stream["close"] is not None:
-                self.ledger.mark(stream["symbol"], Decimal(stream["close"]))
+        if "fills" in saved:  # a state saved before accounts were: its fills, marked at the last closes
+            for record in saved["fills"]:
+                self._fill_booked(OrderFilled.model_validate(record))
+            for stream in self.streams.values():
+                if stream["close"] is not None:
+                    self.ledger.mark(stream["symbol"], Decimal(stream["close"]))
         self.decided: dict[str, None] = dict.fromkeys(saved.get("decided", []))  # oldest first
         self.candles_since_breakdown: int = saved.get("candles_since_breakdown", 0)
 

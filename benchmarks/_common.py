@@ -376,8 +376,9 @@ class Collector:
         return [a for a in self.arrivals if a.topic == topic and a.flow in sent]
 
     async def wait_outputs(self, topic: str, sent: dict[str, float], count: int,
-                           process: subprocess.Popen[bytes], log: Path) -> float:
-        """Until `count` outputs of the `sent` candles are on `topic`; perf_counter of the last one."""
+                           process: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> float:
+        """Until `count` outputs of the `sent` candles are on `topic`; perf_counter of the last one.
+        With the agents' `process` (and its `log`), fail at once if it dies meanwhile."""
         deadline = time.perf_counter() + DRAIN_TIMEOUT_S
         found, last, scanned = 0, 0.0, 0
         while True:
@@ -388,7 +389,8 @@ class Collector:
                     found, last = found + 1, max(last, arrival.at)
             if found >= count:
                 return last
-            check_alive(process, log)
+            if process is not None and log is not None:
+                check_alive(process, log)
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"{found} of {count} outputs on {topic} in {DRAIN_TIMEOUT_S:.0f} s")
             await asyncio.sleep(0.05)

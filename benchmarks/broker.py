@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +43,6 @@ BENCH = "broker"
 RATES = (100, 1000)
 TARGETS = ("candle -> intent, three hops: p99 < 20 ms at 1,000 candles/s (issue 5); "
            "candle -> fill, five hops: p99 < 50 ms (issue 6)")
-ARRIVAL_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +67,12 @@ async def one_hop(settings: Settings, endpoints: infra.Endpoints, rate: int, pla
     await producer.start()
     try:
         published = await common.publish(producer, messages, rate)
-        deadline = time.perf_counter() + ARRIVAL_TIMEOUT_S
-        while len(arrived := reader.of(MARKET_CANDLES.name, published.sent)) < len(messages):
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"{len(arrived)} of {len(messages)} candles read in "
-                                   f"{ARRIVAL_TIMEOUT_S:.0f} s")
-            await asyncio.sleep(0.05)
+        await reader.wait_outputs(MARKET_CANDLES.name, published.sent, len(messages))
     finally:
         await producer.stop()
         await reader.stop()
     sent, first = published.sent, published.first
-    return [(sent[a.flow] - first, a.at - sent[a.flow]) for a in arrived]
+    return [(sent[a.flow] - first, a.at - sent[a.flow]) for a in reader.of(MARKET_CANDLES.name, sent)]
 
 
 def windows(samples: list[tuple[float, float]], plan: Plan) -> list[dict[str, Any]]:
